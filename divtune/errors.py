@@ -1,0 +1,20 @@
+"""User-facing errors.
+
+Every problem caused by bad input (a config, a file, a path, a flag) is raised as a
+:class:`DivtuneError`.  The CLI prints its message on one line and exits with code 2;
+anything else is a bug and keeps its traceback.
+"""
+
+
+class DivtuneError(Exception):
+    """Bad input: the message names the problem in one line."""
+
+    exit_code = 2
+
+
+class ConfigError(DivtuneError):
+    """A preset, config file or config value is unknown, missing or malformed."""
+
+
+class DataError(DivtuneError):
+    """A dataset is empty, malformed or violates its schema."""

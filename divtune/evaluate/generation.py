@@ -1,0 +1,254 @@
+"""Generation backends behind one interface.
+
+``Generator.generate(prompts, params) -> list[list[str]]`` returns ``params.n`` completions per
+prompt.  Prompts are chat messages (``[{"role": "user", "content": ...}]``) or plain strings
+(wrapped as one user message).  Backends:
+
+* :class:`HFGenerator` — in-process transformers (CPU or GPU), batched, progress bar;
+* :class:`OpenAIGenerator` — any OpenAI-compatible server (``vllm serve``, ``transformers
+  serve``, KServe), concurrent requests, ``n`` samples per request;
+* :class:`VLLMGenerator` — vLLM offline engine (GPU images only).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from divtune.errors import DivtuneError
+
+Messages = list[dict[str, str]]
+Prompt = Messages | str
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0: disabled
+    max_new_tokens: int = 32
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Generator(Protocol):
+    name: str
+
+    def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[str]]: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+def as_messages(prompt: Prompt) -> Messages:
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+
+
+def _progress(total: int, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="sample", disable=os.environ.get("DIVTUNE_NO_PROGRESS") == "1")
+
+
+class HFGenerator:
+    """transformers in-process sampling; ``prompt x n`` rows are batched ``batch_size`` at a time."""
+
+    name = "transformers"
+
+    def __init__(self, model_dir: str | os.PathLike, *, batch_size: int = 64, device: str | None = None,
+                 dtype: str = "auto", trust_remote_code: bool = False) -> None:
+        from divtune.train.models import load_model_and_tokenizer
+
+        self.model_dir = str(model_dir)
+        self.model, self.tokenizer = load_model_and_tokenizer(
+            self.model_dir, dtype=dtype, device=device, trust_remote_code=trust_remote_code
+        )
+        self.model.eval()
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.batch_size = batch_size
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "model": self.model_dir, "batch_size": self.batch_size,
+                "device": str(self.model.device)}
+
+    def render(self, prompt: Prompt) -> str:
+        return self.tokenizer.apply_chat_template(as_messages(prompt), tokenize=False, add_generation_prompt=True)
+
+    def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[str]]:
+        import torch
+
+        texts = [self.render(p) for p in prompts]
+        rows = [(i, t) for i, t in enumerate(texts) for _ in range(params.n)]
+        out: list[list[str]] = [[] for _ in texts]
+        torch.manual_seed(params.seed)
+        gen_kwargs: dict[str, Any] = dict(
+            do_sample=params.temperature > 0,
+            max_new_tokens=params.max_new_tokens,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        if params.temperature > 0:
+            gen_kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
+        with _progress(len(rows), f"sampling ({self.name})") as bar, torch.inference_mode():
+            for start in range(0, len(rows), self.batch_size):
+                chunk = rows[start : start + self.batch_size]
+                enc = self.tokenizer([t for _, t in chunk], return_tensors="pt", padding=True,
+                                     add_special_tokens=False).to(self.model.device)
+                ids = self.model.generate(**enc, **gen_kwargs)
+                new = ids[:, enc["input_ids"].shape[1]:]
+                decoded = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+                for (i, _), text in zip(chunk, decoded, strict=True):
+                    out[i].append(text)
+                bar.update(len(chunk))
+        return out
+
+
+class OpenAIGenerator:
+    """An OpenAI-compatible chat-completions endpoint; ``n`` samples per request, requests concurrent."""
+
+    name = "openai"
+
+    def __init__(self, endpoint: str, *, model: str | None = None, api_key: str | None = None,
+                 concurrency: int = 8, timeout: float = 300.0, max_retries: int = 3) -> None:
+        self.base = endpoint.rstrip("/")
+        if not self.base.endswith("/v1"):
+            self.base += "/v1"
+        self.api_key = api_key if api_key is not None else os.environ.get("DIVTUNE_API_KEY", "")
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.model = model or self._first_model()
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "endpoint": self.base, "model": self.model, "concurrency": self.concurrency}
+
+    def _headers(self) -> dict[str, str]:
+        h = {"Content-Type": "application/json"}
+        if self.api_key:
+            h["Authorization"] = f"Bearer {self.api_key}"
+        return h
+
+    def _request(self, method: str, path: str, payload: dict | None = None) -> dict:
+        import time
+
+        import requests
+
+        last: Exception | None = None
+        for attempt in range(self.max_retries):
+            try:
+                r = requests.request(method, self.base + path, json=payload, headers=self._headers(), timeout=self.timeout)
+            except requests.RequestException as exc:
+                last = exc
+                time.sleep(min(2**attempt, 8))
+                continue
+            if r.status_code >= 500:
+                last = DivtuneError(f"endpoint {self.base}{path} answered HTTP {r.status_code}")
+                time.sleep(min(2**attempt, 8))
+                continue
+            if r.status_code >= 400:
+                raise DivtuneError(f"endpoint {self.base}{path} answered HTTP {r.status_code}: {r.text[:200]}")
+            return r.json()
+        raise DivtuneError(f"endpoint {self.base} is unreachable after {self.max_retries} tries: {last}")
+
+    def _first_model(self) -> str:
+        data = self._request("GET", "/models").get("data") or []
+        if not data:
+            raise DivtuneError(f"endpoint {self.base} serves no model")
+        return data[0]["id"]
+
+    def _one(self, prompt: Prompt, params: SamplingParams, seed: int) -> list[str]:
+        payload: dict[str, Any] = {
+            "model": self.model,
+            "messages": as_messages(prompt),
+            "n": params.n,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": params.max_new_tokens,
+            "seed": seed,
+        }
+        if params.top_k:
+            payload["top_k"] = params.top_k
+        choices = self._request("POST", "/chat/completions", payload).get("choices", [])
+        texts = [c["message"]["content"] or "" for c in sorted(choices, key=lambda c: c.get("index", 0))]
+        # Servers that ignore ``n`` return one choice: ask again until we have n.
+        while len(texts) < params.n:
+            payload["n"] = params.n - len(texts)
+            payload["seed"] = seed + len(texts)
+            more = self._request("POST", "/chat/completions", payload).get("choices", [])
+            if not more:
+                raise DivtuneError(f"endpoint {self.base} returned no choices")
+            texts += [c["message"]["content"] or "" for c in more]
+        return texts[: params.n]
+
+    def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[str]]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        out: list[list[str]] = [[] for _ in prompts]
+        with _progress(len(prompts) * params.n, f"sampling ({self.name})") as bar, \
+                ThreadPoolExecutor(self.concurrency) as pool:
+            futures = {pool.submit(self._one, p, params, params.seed + 1000 * i): i for i, p in enumerate(prompts)}
+            for fut, i in futures.items():
+                out[i] = fut.result()
+                bar.update(params.n)
+        return out
+
+
+class VLLMGenerator:
+    """vLLM's offline engine (GPU images only)."""
+
+    name = "vllm"
+
+    def __init__(self, model_dir: str, *, gpu_memory_utilization: float = 0.8, trust_remote_code: bool = False,
+                 max_model_len: int | None = None) -> None:
+        try:
+            from vllm import LLM
+        except ImportError as exc:  # pragma: no cover - GPU images only
+            raise DivtuneError("the vllm backend needs the 'gpu' extra (pip install divtune[gpu]) on a GPU machine") from exc
+        self.model_dir = model_dir
+        self.llm = LLM(model=model_dir, gpu_memory_utilization=gpu_memory_utilization,
+                       trust_remote_code=trust_remote_code, max_model_len=max_model_len)
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "model": self.model_dir}
+
+    def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[str]]:  # pragma: no cover
+        from vllm import SamplingParams as VSP
+
+        sp = VSP(n=params.n, temperature=params.temperature, top_p=params.top_p,
+                 top_k=params.top_k if params.top_k else -1, max_tokens=params.max_new_tokens, seed=params.seed)
+        outs = self.llm.chat([as_messages(p) for p in prompts], sp, use_tqdm=True)
+        return [[o.text for o in out.outputs] for out in outs]
+
+
+def make_generator(model: str | None = None, endpoint: str | None = None, *, backend: str = "auto",
+                   batch_size: int = 64, trust_remote_code: bool = False) -> Generator:
+    """Pick a backend: an endpoint URL, else a local model directory or ``models:/NAME@alias`` URI."""
+    if (model is None) == (endpoint is None):
+        raise DivtuneError("give exactly one of --model and --endpoint")
+    if endpoint is not None:
+        return OpenAIGenerator(endpoint)
+    assert model is not None
+    path = resolve_model(model)
+    if backend == "vllm":
+        return VLLMGenerator(str(path), trust_remote_code=trust_remote_code)
+    return HFGenerator(path, batch_size=batch_size, trust_remote_code=trust_remote_code)
+
+
+def resolve_model(model: str) -> Path:
+    """A local model directory, or a registry URI (``models:/NAME@alias``/``models:/NAME/3``) fetched via MLflow."""
+    if model.startswith("models:/"):
+        from divtune.registry.models import download_model_version
+
+        return download_model_version(model)
+    p = Path(model)
+    if not p.exists():
+        raise DivtuneError(f"model path does not exist: {model}")
+    if not p.is_dir():
+        raise DivtuneError(f"model path is not a directory: {model}")
+    return p

@@ -1,0 +1,154 @@
+"""MLflow tracking: one parent run per pipeline run, one child run per stage.
+
+Stages run in separate processes (KFP components), so the parent run is found by a tag
+(``divtune.run_key``) rather than held in memory.  The tracking store is
+``MLFLOW_TRACKING_URI`` or the embedded SQLite store (see :mod:`divtune.paths`); the model
+registry lives in the same store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from divtune import paths
+
+RUN_KEY_TAG = "divtune.run_key"
+STAGE_TAG = "divtune.stage"
+PARENT_TAG = "mlflow.parentRunId"
+
+log = logging.getLogger(__name__)
+
+
+def setup() -> str:
+    """Point MLflow at the configured store (creating the embedded one's folder); return the URI."""
+    import mlflow
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    uri = paths.tracking_uri()
+    db = _sqlite_path(uri)
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or uri)
+    return uri
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///") :])
+
+
+def client():
+    from mlflow.tracking import MlflowClient
+
+    setup()
+    return MlflowClient()
+
+
+def experiment_id(name: str) -> str:
+    """Get or create the experiment; on a SQLite store its artifacts sit beside the database."""
+    c = client()
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            c.restore_experiment(exp.experiment_id)
+        return exp.experiment_id
+    location = None
+    db = _sqlite_path(paths.tracking_uri())
+    if db is not None:
+        location = (db.parent / "mlartifacts" / name).resolve().as_uri()
+    return c.create_experiment(name, artifact_location=location)
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def find_pipeline_run(experiment: str, run_key: str):
+    c = client()
+    exp_id = experiment_id(experiment)
+    runs = c.search_runs(
+        [exp_id],
+        filter_string=f"tags.`{RUN_KEY_TAG}` = '{run_key}' and tags.`{STAGE_TAG}` = 'pipeline'",
+        max_results=1,
+    )
+    return runs[0] if runs else None
+
+
+def open_pipeline_run(experiment: str, run_key: str, run_name: str, params: Mapping[str, Any], config_yaml: str) -> str:
+    """Find or create the parent run of pipeline run ``run_key``; return its run id."""
+    existing = find_pipeline_run(experiment, run_key)
+    if existing is not None:
+        return existing.info.run_id
+    c = client()
+    run = c.create_run(
+        experiment_id(experiment),
+        run_name=run_name,
+        tags={RUN_KEY_TAG: run_key, STAGE_TAG: "pipeline"},
+    )
+    rid = run.info.run_id
+    flat = flatten(params)
+    for k, v in flat.items():
+        c.log_param(rid, k, "" if v is None else str(v)[:6000])
+    c.log_text(rid, config_yaml, "config.yaml")
+    return rid
+
+
+def close_pipeline_run(experiment: str, run_key: str, status: str = "FINISHED") -> None:
+    run = find_pipeline_run(experiment, run_key)
+    if run is not None and run.info.status == "RUNNING":
+        client().set_terminated(run.info.run_id, status)
+
+
+@contextlib.contextmanager
+def stage_run(experiment: str, run_key: str, stage: str, params: Mapping[str, Any] | None = None) -> Iterator[str]:
+    """A child run of the pipeline run for one stage, active for ``mlflow.log_*`` calls.
+
+    A failing stage marks its child run and the parent run FAILED and re-raises.
+    """
+    import mlflow
+
+    parent = find_pipeline_run(experiment, run_key)
+    if parent is None:
+        raise RuntimeError(f"no MLflow pipeline run with {RUN_KEY_TAG}={run_key!r}; open it first")
+    c = client()
+    child = c.create_run(
+        parent.info.experiment_id,
+        run_name=stage,
+        tags={PARENT_TAG: parent.info.run_id, RUN_KEY_TAG: run_key, STAGE_TAG: stage},
+    )
+    rid = child.info.run_id
+    for k, v in flatten(params or {}).items():
+        c.log_param(rid, k, "" if v is None else str(v)[:6000])
+    mlflow.start_run(run_id=rid)
+    try:
+        yield rid
+    except BaseException:
+        mlflow.end_run("FAILED")
+        with contextlib.suppress(Exception):
+            c.set_terminated(parent.info.run_id, "FAILED")
+        raise
+    else:
+        mlflow.end_run("FINISHED")
+
+
+def ui_command() -> str:
+    """The command that opens the MLflow UI on the current store."""
+    uri = paths.tracking_uri()
+    if urlparse(uri).scheme in ("http", "https"):
+        return f"open {uri}"
+    return f".venv/bin/mlflow ui --backend-store-uri {uri} --port 5000"
