@@ -47,8 +47,8 @@ class ToyModelConfig:
     pick_sink: float = 0.5
     answer_flag: float = 1.0
     format_gain: float = 2.0
-    pick_steps: int = 150  # stage 1: uniform target over listed items
-    bias_steps: int = 250  # stage 2: target weight position_bias**k for the k-th item
+    pick_steps: int = 0  # stage 1 (off by default, see toy_model): uniform target over listed items
+    bias_steps: int = 0  # stage 2 (off by default): target weight position_bias**k for the k-th item
     batch_size: int = 32
     learning_rate: float = 0.05
     position_bias: float = 0.5
@@ -187,7 +187,6 @@ class PipelineConfig:
     evaluate: EvalConfig = field(default_factory=EvalConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
-    images: ImagesConfig = field(default_factory=ImagesConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -208,6 +207,14 @@ class PipelineConfig:
 # --------------------------------------------------------------------------------------
 
 
+def load_images() -> ImagesConfig:
+    """The one place every component's ``base_image`` comes from: ``configs/images.yaml``."""
+    p = configs_dir() / "images.yaml"
+    if not p.is_file():
+        return ImagesConfig()
+    return from_dict(ImagesConfig, _read_yaml(p), where="images")
+
+
 def configs_dir() -> Path:
     """Where presets live: ``$DIVTUNE_CONFIGS`` or the repository's ``configs/``."""
     env = os.environ.get("DIVTUNE_CONFIGS")
@@ -218,7 +225,7 @@ def configs_dir() -> Path:
 
 def list_presets() -> list[str]:
     d = configs_dir()
-    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
+    return sorted(p.stem for p in d.glob("*.yaml") if p.stem != "images") if d.is_dir() else []
 
 
 def load_config(
@@ -261,7 +268,7 @@ def config_from_yaml_text(text: str) -> PipelineConfig:
 
 def _read_preset(name: str) -> dict[str, Any]:
     p = configs_dir() / f"{name}.yaml"
-    if not p.is_file():
+    if not p.is_file() or name == "images" or "/" in name:
         known = ", ".join(list_presets()) or "none found"
         raise ConfigError(f"unknown preset {name!r} (known presets: {known})")
     data = _read_yaml(p)

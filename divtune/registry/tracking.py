@@ -89,6 +89,18 @@ def find_pipeline_run(experiment: str, run_key: str):
     return runs[0] if runs else None
 
 
+def find_stage_run(experiment: str, run_key: str, stage: str):
+    """The most recent child run of ``stage`` in pipeline run ``run_key`` (finished ones first)."""
+    c = client()
+    runs = c.search_runs(
+        [experiment_id(experiment)],
+        filter_string=f"tags.`{RUN_KEY_TAG}` = '{run_key}' and tags.`{STAGE_TAG}` = '{stage}'",
+        order_by=["attributes.start_time DESC"],
+    )
+    done = [r for r in runs if r.info.status == "FINISHED"]
+    return (done or runs or [None])[0]
+
+
 def open_pipeline_run(experiment: str, run_key: str, run_name: str, params: Mapping[str, Any], config_yaml: str) -> str:
     """Find or create the parent run of pipeline run ``run_key``; return its run id."""
     existing = find_pipeline_run(experiment, run_key)

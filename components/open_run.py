@@ -1,0 +1,11 @@
+from kfp import dsl
+
+from components._images import TRAINER_IMAGE
+
+
+@dsl.component(base_image=TRAINER_IMAGE, install_kfp_package=False)
+def open_run(config_yaml: str, run_key: str, job_id: str) -> str:
+    """Create the MLflow parent run; the run key is the given one or the KFP job id."""
+    from divtune import stages
+
+    return stages.open_run(config_yaml, run_key or job_id)

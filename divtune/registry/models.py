@@ -1,0 +1,144 @@
+"""The MLflow model registry: register a merged model directory, read and move aliases, download.
+
+A candidate version is created in one call with every tag it will ever carry (its run key,
+decision, checks and metrics), so a failure can never leave a version without its decision;
+re-running the promote step of the same pipeline run finds that version by its run key instead
+of registering a second one.  Aliases move only after the version exists.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from divtune.errors import DivtuneError
+from divtune.registry import tracking
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+PREVIOUS_CHAMPION_TAG = "divtune.previous_champion"
+RUN_KEY_TAG = tracking.RUN_KEY_TAG
+
+
+def _mlflow_exc():
+    from mlflow.exceptions import MlflowException
+
+    return MlflowException
+
+
+def ensure_registered_model(name: str) -> None:
+    c = tracking.client()
+    try:
+        c.get_registered_model(name)
+    except _mlflow_exc():
+        c.create_registered_model(name, tags={"divtune": "true"})
+
+
+def version_for_run_key(name: str, run_key: str):
+    """The version registered by pipeline run ``run_key``, if any (idempotent promotion)."""
+    c = tracking.client()
+    try:
+        found = c.search_model_versions(f"name = '{name}' and tags.`{RUN_KEY_TAG}` = '{run_key}'")
+    except _mlflow_exc():
+        return None
+    return found[0] if found else None
+
+
+def get_alias(name: str, alias: str):
+    """The version behind ``name@alias``, or ``None`` if the model or alias does not exist."""
+    c = tracking.client()
+    try:
+        return c.get_model_version_by_alias(name, alias)
+    except _mlflow_exc():
+        return None
+
+
+def model_exists(name: str) -> bool:
+    try:
+        tracking.client().get_registered_model(name)
+        return True
+    except _mlflow_exc():
+        return False
+
+
+def register_version(name: str, source: str, run_id: str, run_key: str, tags: Mapping[str, str],
+                     description: str = ""):
+    """Create (or find, for the same ``run_key``) the model version for ``source``."""
+    existing = version_for_run_key(name, run_key)
+    if existing is not None:
+        return existing
+    ensure_registered_model(name)
+    all_tags = {RUN_KEY_TAG: run_key, **{k: str(v)[:5000] for k, v in tags.items()}}
+    return tracking.client().create_model_version(name, source, run_id=run_id, tags=all_tags,
+                                                  description=description)
+
+
+def set_alias(name: str, alias: str, version: str | int) -> None:
+    tracking.client().set_registered_model_alias(name, alias, str(version))
+
+
+def version_tags(name: str, version: str | int) -> dict[str, str]:
+    return dict(tracking.client().get_model_version(name, str(version)).tags)
+
+
+def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` -> (name, alias, version)."""
+    if not uri.startswith("models:/"):
+        raise DivtuneError(f"not a registry URI (expected models:/NAME@alias or models:/NAME/VERSION): {uri}")
+    rest = uri[len("models:/") :]
+    if "@" in rest:
+        name, alias = rest.split("@", 1)
+        if not name or not alias:
+            raise DivtuneError(f"malformed registry URI: {uri}")
+        return name, alias, None
+    if "/" in rest:
+        name, version = rest.rsplit("/", 1)
+        if not name or not version.isdigit():
+            raise DivtuneError(f"malformed registry URI: {uri}")
+        return name, None, version
+    raise DivtuneError(f"registry URI needs @alias or /version: {uri}")
+
+
+def lookup(uri: str):
+    """The ModelVersion a ``models:/`` URI names, or a one-line DivtuneError."""
+    name, alias, version = parse_model_uri(uri)
+    c = tracking.client()
+    if not model_exists(name):
+        raise DivtuneError(f"registered model {name!r} does not exist in {tracking.paths.tracking_uri()}")
+    try:
+        if alias is not None:
+            return c.get_model_version_by_alias(name, alias)
+        return c.get_model_version(name, version)
+    except _mlflow_exc():
+        what = f"alias {alias!r}" if alias is not None else f"version {version}"
+        raise DivtuneError(f"registered model {name!r} has no {what}") from None
+
+
+def download_model_version(uri: str, dst: str | os.PathLike | None = None) -> Path:
+    """Fetch the files of the version behind ``uri`` (through MLflow's artifact layer)."""
+    import mlflow
+
+    mv = lookup(uri)
+    base = Path(dst) if dst is not None else Path(tempfile.mkdtemp(prefix="divtune-model-"))
+    base.mkdir(parents=True, exist_ok=True)
+    try:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(base))
+    except Exception as exc:  # noqa: BLE001 - any store error becomes one line
+        shutil.rmtree(base, ignore_errors=True) if dst is None else None
+        raise DivtuneError(f"cannot download {uri} from {mv.source}: {' '.join(str(exc).split())[:200]}") from None
+    return Path(local)
+
+
+def version_summary(mv: Any) -> dict[str, Any]:
+    return {
+        "name": mv.name,
+        "version": str(mv.version),
+        "aliases": list(getattr(mv, "aliases", []) or []),
+        "source": mv.source,
+        "run_id": mv.run_id,
+        "tags": dict(mv.tags),
+    }
