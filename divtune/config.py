@@ -46,6 +46,8 @@ class ToyModelConfig:
     pick_gain: float = 3.0
     pick_sink: float = 0.5
     answer_flag: float = 1.0
+    output_scale: float = 1.0  # final-norm gain on the token subspace: < 1 softens every output distribution
+    first_item_weight: float = 1.0  # >1: the picker prefers the first listed item (a learnable bias)
     format_gain: float = 2.0
     pick_steps: int = 0  # stage 1 (off by default, see toy_model): uniform target over listed items
     bias_steps: int = 0  # stage 2 (off by default): target weight position_bias**k for the k-th item
@@ -193,6 +195,12 @@ class PipelineConfig:
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=True)
+
+    def to_json(self) -> str:
+        """One line (JSON is YAML): what pipeline parameters carry; KFP's spec header breaks on multi-line defaults."""
+        import json
+
+        return json.dumps(self.to_dict(), sort_keys=True)
 
     def fingerprint(self) -> str:
         return hashlib.sha256(self.to_yaml().encode()).hexdigest()[:16]
@@ -391,6 +399,11 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where} must be an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "3e-4" as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} must be a number, got {value!r}")
         return float(value)

@@ -23,7 +23,7 @@ def run_local(cfg: PipelineConfig, run_key: str | None = None, *, pipeline_root:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=root, raise_on_error=True,
                enable_caching=enable_caching)
-    retrain(config_yaml=cfg.to_yaml(), run_key=key)
+    retrain(config_yaml=cfg.to_json(), run_key=key)
     return key
 
 
@@ -35,5 +35,5 @@ def compile_pipeline(cfg: PipelineConfig, out: str | os.PathLike) -> Path:
 
     p = Path(out)
     p.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(retrain, str(p), pipeline_parameters={"config_yaml": cfg.to_yaml()})
+    compiler.Compiler().compile(retrain, str(p), pipeline_parameters={"config_yaml": cfg.to_json()})
     return p

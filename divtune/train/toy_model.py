@@ -249,7 +249,7 @@ def construct_model(cfg: ToyModelConfig, tok):
         start = dims(low[:28])
         # item start: previous token "[" (first item), or "Ġ" preceded by "," (later items);
         # a space inside an item or the template scores half and loses the softmax
-        key_b = unit[i_lb] + 0.5 * unit[i_sp]
+        key_b = cfg.first_item_weight * unit[i_lb] + 0.5 * unit[i_sp]
         key_c = 0.5 * unit[i_comma]
         for d in start:
             l1.q_proj.weight[b + d, 3 * A + 4] = cfg.pick_sharpness / math.sqrt(len(start))
@@ -275,6 +275,7 @@ def construct_model(cfg: ToyModelConfig, tok):
         U[i_ans, :A] = cfg.format_gain * E[i_nl, :A]
         U[i_bos].zero_()
         U[tid(PAD)].zero_()
+        model.model.norm.weight[:A] *= cfg.output_scale
     return model
 
 

@@ -1,0 +1,45 @@
+"""Every test session gets its own divtune home and MLflow store; nothing touches ~/.cache."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def divtune_home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("divtune-home")
+    old = {k: os.environ.get(k) for k in ("DIVTUNE_HOME", "MLFLOW_TRACKING_URI", "HF_HUB_OFFLINE", "DIVTUNE_NO_PROGRESS")}
+    os.environ["DIVTUNE_HOME"] = str(home)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{home / 'mlflow.db'}"
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["DIVTUNE_NO_PROGRESS"] = "1"
+    yield home
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def toy_model_dir(divtune_home):
+    """The default toy base model, built once per session (cached by content hash)."""
+    from divtune.config import load_config
+    from divtune.train.toy_model import ensure_toy_model
+
+    return ensure_toy_model(load_config("toy").model.toy, progress=False)
+
+
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``divtune`` as a user would: a fresh process."""
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "divtune.cli", *args], capture_output=True, text=True,
+                          env=e, cwd=cwd or REPO, timeout=900)

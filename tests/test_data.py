@@ -1,0 +1,85 @@
+"""List synthesis: deterministic, schema-validated, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from divtune.data.banks import HELDOUT_LISTS, TRAIN_CATEGORIES, check_disjoint
+from divtune.data.lists import load_user_lists, read_jsonl, synthesize_lists, write_jsonl
+from divtune.data.templates import TEMPLATES
+from divtune.errors import DataError
+
+
+def test_same_seed_byte_identical(tmp_path):
+    a = write_jsonl(synthesize_lists(200, 7), tmp_path / "a.jsonl").read_bytes()
+    b = write_jsonl(synthesize_lists(200, 7), tmp_path / "b.jsonl").read_bytes()
+    c = write_jsonl(synthesize_lists(200, 8), tmp_path / "c.jsonl").read_bytes()
+    assert a == b and a != c
+
+
+def test_records_follow_the_spec(tmp_path):
+    ex = synthesize_lists(300, 0)
+    assert {e.category for e in ex} == set(TRAIN_CATEGORIES)
+    for e in ex:
+        assert 4 <= len(e.items) <= 12 and len(set(e.items)) == len(e.items)
+        assert e.prompt.startswith(TEMPLATES[e.template_id])
+        assert e.prompt.endswith("Format your response as follows: <answer>selected_item</answer>.")
+    back = read_jsonl(write_jsonl(ex, tmp_path / "d.jsonl"))
+    assert back == ex
+
+
+def test_banks():
+    assert len(TEMPLATES) >= 12
+    assert len(TRAIN_CATEGORIES["letters"]) == 26
+    for cat, items in TRAIN_CATEGORIES.items():
+        if cat != "numbers":
+            assert len(items) >= 50 or cat == "letters", cat
+    assert len(HELDOUT_LISTS) == 10 and all(len(v) == 8 for v in HELDOUT_LISTS.values())
+    assert check_disjoint() == []
+
+
+@pytest.mark.parametrize("kwargs,msg", [
+    ({"categories": ["dinosaurs"]}, "unknown category 'dinosaurs'"),
+    ({"categories": []}, "no categories"),
+    ({"min_len": 1}, "min_len must be >= 2"),
+    ({"min_len": 9, "max_len": 5}, "larger than max_len"),
+])
+def test_bad_synthesis_arguments(kwargs, msg):
+    with pytest.raises(DataError, match=msg):
+        synthesize_lists(10, 0, **kwargs)
+
+
+@pytest.mark.parametrize("content,msg", [
+    ("", "contains no records"),
+    ("{not json\n", "line 1 is not valid JSON"),
+    ('{"id": "x"}\n', "missing field"),
+])
+def test_bad_dataset_files(tmp_path, content, msg):
+    p = tmp_path / "bad.jsonl"
+    p.write_text(content)
+    with pytest.raises(DataError, match=msg):
+        read_jsonl(p)
+
+
+def test_dataset_with_duplicate_items_is_rejected(tmp_path):
+    rec = synthesize_lists(1, 0)[0].to_dict()
+    rec["items"] = ["A", "A", "B"]
+    p = tmp_path / "dup.jsonl"
+    p.write_text(json.dumps(rec) + "\n")
+    with pytest.raises(DataError, match="duplicate"):
+        read_jsonl(p)
+
+
+@pytest.mark.parametrize("lists,msg", [
+    ([["Only"]], "at least 2"),
+    ([["A", "a"]], "duplicate"),
+    ([], "non-empty JSON list"),
+    ([["A", ""]], "empty"),
+])
+def test_user_lists_validation(tmp_path, lists, msg):
+    p = tmp_path / "lists.json"
+    p.write_text(json.dumps(lists))
+    with pytest.raises(DataError, match=msg):
+        load_user_lists(p)
