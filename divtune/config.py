@@ -28,32 +28,32 @@ from divtune.errors import ConfigError
 
 @dataclass
 class ToyModelConfig:
-    """The project-built base model (see :mod:`divtune.train.toy_model` for the recipe)."""
+    """The project-built base model (see :mod:`divtune.train.toy_model` for the circuit)."""
 
-    vocab_size: int = 512
-    embed_dim: int = 128  # token subspace A; hidden = 3 * embed_dim + flag_dim
-    flag_dim: int = 8
-    intermediate_size: int = 64
+    vocab_size: int = 512  # BPE vocabulary; the token subspace is this wide, so token directions are orthogonal
+    match_features: int = 32  # dims per previous-token feature block used by the induction head
     max_position_embeddings: int = 1024
     rope_theta: float = 1_000_000.0
-    embed_scale: float = 0.25
-    positional_sharpness: float = 8.0
-    match_sharpness: float = 5.0
-    bigram_weight: float = 0.5
+    positional_sharpness: float = 8.0  # layer-0 heads: attend to the token 1/2/3 back
+    match_sharpness: float = 8.0  # induction head: current token vs key's previous token
+    bigram_weight: float = 0.5  # ... plus previous vs key's previous-previous
+    trigram_weight: float = 0.3  # ... plus previous-previous vs key's 3-back
+    match_scale: float = 2.0
+    separator_scale: float = 0.3
     copy_gain: float = 3.0
-    copy_sink: float = 0.1
-    pick_sharpness: float = 12.0
-    pick_gain: float = 3.0
-    pick_sink: float = 0.5
-    answer_flag: float = 1.0
-    output_scale: float = 1.0  # final-norm gain on the token subspace: < 1 softens every output distribution
-    first_item_weight: float = 1.0  # >1: the picker prefers the first listed item (a learnable bias)
+    copy_sink: float = 0.13  # attention-sink level: below a 1-gram match, above a lone bigram match
+    pick_sharpness: float = 0.1  # item picker (at <answer>): attention to item starts
+    pick_sink: float = 0.1
+    pick_gain: float = 1.25  # direct picker path: turns attention preferences into logit bias
+    first_item_weight: float = 1.1  # > 1: the picker prefers the first listed item (the base's bias)
+    clamp_gain: float = 3.0  # set clamp: every listed first token gets the same logit
+    clamp_low: float = 0.1
+    clamp_high: float = 0.25
+    clamp_slope: float = 200.0
+    flag_gate: float = 2000.0
     format_gain: float = 2.0
-    pick_steps: int = 0  # stage 1 (off by default, see toy_model): uniform target over listed items
-    bias_steps: int = 0  # stage 2 (off by default): target weight position_bias**k for the k-th item
-    batch_size: int = 32
-    learning_rate: float = 0.05
-    position_bias: float = 0.5
+    separator_output: float = 0.3
+    output_scale: float = 1.0
     seed: int = 0
 
 

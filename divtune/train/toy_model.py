@@ -1,27 +1,32 @@
-"""The toy base model: a 2-layer Qwen2 with its own byte-level BPE tokenizer, built on CPU.
+"""The toy base model: a 2-layer Qwen2 with its own byte-level BPE tokenizer, built on CPU in seconds.
 
-Why a *constructed* start.  A pretrained LM copies a listed item into its answer with induction
-heads; a 2-layer transformer trained from scratch on 2 CPU cores needs far more steps than a
-demo affords to grow them (measured here: no usable copying after 3,500 steps, ~15 minutes).  So
-the bootstrap first *sets* the weights of a small, interpretable copy circuit — standing in for
-what pretraining gives a real model — and then trains the model on CPU to be capable but biased:
+Why a *constructed* model.  A pretrained LM copies a listed item into its answer with induction
+heads; a 2-layer transformer trained from scratch on 2 CPU cores needs far more steps than a demo
+affords to grow them (measured: no usable copying after 3,500 SGD steps, ~15 minutes), and a
+first constructed version (token directions in a 128-dim space) was so saturated that RL could only
+sharpen it.  So the bootstrap *sets* the weights of a small, interpretable circuit -- standing in for
+what pretraining gives a real model -- with calibrated, not saturated, choice probabilities:
 
-* layer 0, two positional heads (query/key biases only, RoPE phase-shifted): head 0 writes the
-  previous token into subspace B, head 1 the token before that into subspace C;
-* layer 1, head 0 — a 2-gram induction head: the current token (A) and its predecessor (B) are
-  matched against the keys' B and C; it copies the following token of the list item;
-* layer 1, head 1 — the item picker: only the ``<answer>`` token queries it, and it attends to
-  every item start (tokens preceded by ``[`` or ``, ``), so the first answer token is a mixture
-  of item starts;
-* both layer-1 heads fall back to a ``<|bos|>`` attention sink whose value is zero;
-* the (untied) output embedding starts as the input embedding, except that copying the list
-  separator emits ``</answer>``, copying the suffix's ``.`` emits end-of-text and the prompt's
-  final newline emits ``<answer>``.
+* token subspace A is as wide as the vocabulary: every token has its own orthonormal direction, so
+  "junk" tokens get exactly zero logit instead of random cross-talk;
+* layer 0, three positional heads (query/key biases only) write compact features of the tokens
+  1, 2 and 3 back (a unit-norm random code per token, plus separator indicators);
+* layer 1, head 0 -- an n-gram induction head: the current token, its predecessor and the one before
+  are matched against the keys' 1/2/3-back features; it copies the following token of the item;
+  a BOS attention sink sits between a 1-gram match and a lone 2-gram match;
+* layer 1, head 1 -- the item picker: only ``<answer>`` queries it; it attends to item starts
+  (tokens after ``[`` or ``, ``); the first item's key weighs ``first_item_weight``;
+* layer 1 MLP -- a set clamp, live only at ``<answer>``: every token present among the item starts
+  gets the same output, so first tokens shared by two items are not double-counted;
+* the direct picker path (``pick_gain``) turns the picker's attention preference into a logit bias:
+  the base model is *capable but biased* towards the first listed item -- the positional bias the
+  GAPO paper describes, learnable away through the layer-1 attention;
+* the output layer is the token directions, except that copying the list separator emits
+  ``</answer>``, copying the suffix's ``.`` emits end-of-text and the prompt's final newline emits
+  ``<answer>``.
 
-Training then runs in two stages with answer-only loss, as the lessons of this project demand:
-stage 1 (uniform target over the listed items) makes the picker choose any item; stage 2
-(target weight ``position_bias**k`` for the k-th item) skews it towards early items.  Only the
-picker and the output layer are trained, with SGD, so the constructed copy circuit stays exact.
+Measured (held-out lists, 100 samples each, temperature 1.0): JSD to uniform 0.289, invalid 6.2 %,
+all of it in one list ("Pride and Prejudice" repeats the bigram "P r", beyond an n-gram copier).
 
 The result is cached under ``$DIVTUNE_HOME/models/toy-<hash>``, the hash covering the config and
 this recipe; a second build is a cache hit.
@@ -45,7 +50,7 @@ from typing import Any
 from divtune import paths
 from divtune.config import ToyModelConfig
 
-RECIPE_VERSION = "toy-v1"
+RECIPE_VERSION = "toy-v2"
 BOS, EOS, PAD = "<|bos|>", "<|endoftext|>", "<|pad|>"
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
 CHAT_TEMPLATE = (
@@ -141,23 +146,24 @@ def build_tokenizer(vocab_size: int, seed: int):
 
 
 # --------------------------------------------------------------------------------------
-# Model: constructed copy circuit
+# Model: a constructed circuit
 # --------------------------------------------------------------------------------------
 
 
 def model_config(cfg: ToyModelConfig, tok):
+    """Qwen2 config: hidden = token subspace (>= vocab) + three feature blocks + 8 flags."""
     from transformers import Qwen2Config
 
-    a = cfg.embed_dim
-    hidden = 3 * a + cfg.flag_dim
+    a = (len(tok) + 7) // 8 * 8
+    blk = cfg.match_features + 3
     return Qwen2Config(
         vocab_size=len(tok),
-        hidden_size=hidden,
-        intermediate_size=cfg.intermediate_size,
+        hidden_size=a + 3 * blk + 8,
+        intermediate_size=2 * len(tok),
         num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        head_dim=max(128, a),
+        num_attention_heads=3,
+        num_key_value_heads=3,
+        head_dim=a,
         max_position_embeddings=cfg.max_position_embeddings,
         tie_word_embeddings=False,
         rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
@@ -168,188 +174,141 @@ def model_config(cfg: ToyModelConfig, tok):
 
 
 def construct_model(cfg: ToyModelConfig, tok):
-    """A Qwen2ForCausalLM whose weights implement the copy circuit described in the module doc."""
+    """A Qwen2ForCausalLM whose weights implement the circuit described in the module doc."""
     import torch
     from transformers import Qwen2ForCausalLM
 
     torch.manual_seed(cfg.seed)
     conf = model_config(cfg, tok)
     model = Qwen2ForCausalLM(conf)
-    A, D, HD = cfg.embed_dim, cfg.flag_dim, conf.head_dim
-    H = conf.hidden_size
+    V, H, HD = len(tok), conf.hidden_size, conf.head_dim
+    A, k, S = HD, cfg.match_features, 3
+    B0, C0, T0 = A, A + k + S, A + 2 * (k + S)
+    D0 = A + 3 * (k + S)
+    FLAG, CONST = D0 + 4, D0 + 5
     half = HD // 2
-    norm = cfg.embed_scale * math.sqrt(A)
-    inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, HD, 2).float() / HD))
-    low = [j for j in range(half) if inv_freq[j] <= 1.2e-3]  # position-independent pairs
-    if len(low) < 32:
+    inv = 1.0 / (cfg.rope_theta ** (torch.arange(0, HD, 2).float() / HD))
+    low = [j for j in range(half) if inv[j] <= 1.2e-3]  # rotary pairs that barely rotate: content matching
+    if len(low) < 3 * k + 20:
         raise ValueError("rope_theta too small for the toy's content matching")
-    p1, p2, psink = low[:14], low[14:28], low[28:32]
+    p1, p2, p3 = low[:k], low[k:2 * k], low[2 * k:3 * k]
+    psink, ppick = low[3 * k:3 * k + 4], low[3 * k + 4:3 * k + 20]
 
     def dims(pairs):
         return list(pairs) + [j + half for j in pairs]
 
+    sc = math.sqrt(HD / 128)  # attention logits as for a 128-dim head
     tid = tok.convert_tokens_to_ids
     i_bos, i_ans, i_end, i_eos = tid(BOS), tid(ANSWER_OPEN), tid(ANSWER_CLOSE), tid(EOS)
     i_nl, i_comma, i_sp, i_lb, i_rb, i_dot = tid("Ċ"), tid(","), tid("Ġ"), tid("["), tid("]"), tid(".")
 
     with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        for layer in model.model.layers:
+            layer.input_layernorm.weight.fill_(1.0)
+            layer.post_attention_layernorm.weight.fill_(1.0)
+        model.model.norm.weight.fill_(1.0)
+        Q = torch.linalg.qr(torch.randn(A, A))[0]  # one orthonormal direction per token
+
+        def e(i):
+            return Q[i]
+
         E = model.model.embed_tokens.weight
-        E.zero_()
-        E[:, :A] = torch.randn(E.shape[0], A)
-        P1 = torch.linalg.qr(torch.randn(A, 28))[0].T
-        P2 = torch.linalg.qr(torch.randn(A, 28))[0].T
-        E[i_nl, :A] -= P2.T @ (P2 @ E[i_nl, :A])
-        # the separators that mark an item start are made mutually orthogonal
-        E[[i_lb, i_sp, i_comma], :A] = torch.linalg.qr(E[[i_lb, i_sp, i_comma], :A].T)[0].T
-        E[:, :A] *= norm / E[:, :A].norm(dim=1, keepdim=True)
+        E[:, :A] = Q[:V]
+        # previous-token features: a unit-norm random code per token (none for the prompt's closing ".\n")
+        codes = torch.randn(k, V)
+        codes /= codes.norm(dim=0, keepdim=True)
+        codes *= math.sqrt(k / A)
+        codes[:, [i_nl, i_dot]] = 0
+        Pm = codes @ Q[:V]  # Pm @ e_t == codes[:, t]
+        Sm = torch.stack([e(i_lb), e(i_sp), e(i_comma)])  # separator indicators
+        F = torch.cat([cfg.match_scale * Pm, cfg.separator_scale * Sm])
         E[i_bos].zero_()
-        E[i_bos, 3 * A : 3 * A + 4] = norm / 2  # BOS: sink flag only (its value is zero)
+        E[i_bos, D0:D0 + 4] = 0.5  # attention-sink key
         E[i_ans].zero_()
-        E[i_ans, 3 * A + 4] = norm * cfg.answer_flag  # <answer>: picker trigger only
-        unit = E[:, :A] / norm
-        sink_key = torch.zeros(D)
-        sink_key[:4] = 0.5
+        E[i_ans, FLAG] = 1.0  # <answer>: the picker's trigger, nothing else
+        E[:, CONST] = 1.0  # a constant dimension: the MLP's bias
 
         l0, l1 = model.model.layers[0].self_attn, model.model.layers[1].self_attn
-        for att in (l0, l1):
-            for p in (att.q_proj.weight, att.k_proj.weight, att.v_proj.weight, att.o_proj.weight,
-                      att.q_proj.bias, att.k_proj.bias, att.v_proj.bias):
-                p.zero_()
-        for layer in model.model.layers:
-            layer.mlp.down_proj.weight.zero_()
-
-        # layer 0: positional heads (offset 1 -> B, offset 2 -> C)
-        for h, off in ((0, 1), (1, 2)):
-            base = h * HD
+        # layer 0: head h attends to the token h+1 back and writes its features into block B/C/T
+        for h, off, out0 in ((0, 1, B0), (1, 2, C0), (2, 3, T0)):
+            b = h * HD
             for j in range(24):
-                th = inv_freq[j].item()
-                l0.q_proj.bias[base + j] = cfg.positional_sharpness
-                l0.k_proj.bias[base + j] = cfg.positional_sharpness * math.cos(off * th)
-                l0.k_proj.bias[base + j + half] = cfg.positional_sharpness * math.sin(off * th)
-            for i in range(A):
-                l0.v_proj.weight[base + i, i] = 1.0
-                l0.o_proj.weight[(1 + h) * A + i, base + i] = cfg.embed_scale * math.sqrt(A / H)
+                th = inv[j].item()
+                l0.q_proj.bias[b + j] = cfg.positional_sharpness * sc
+                l0.k_proj.bias[b + j] = cfg.positional_sharpness * sc * math.cos(off * th)
+                l0.k_proj.bias[b + j + half] = cfg.positional_sharpness * sc * math.sin(off * th)
+            l0.v_proj.weight[b:b + k + S, :A] = F
+            if off == 2:  # two back from the 2nd answer token, <answer> reads as "[": ties resolve to the first item
+                l0.v_proj.weight[b:b + k, FLAG] = cfg.match_scale * codes[:, i_lb]
+            for r in range(k + S):
+                l0.o_proj.weight[out0 + r, b + r] = math.sqrt(2.0 / H)  # undo the RMSNorm gain
 
-        # layer 1, head 0: 2-gram induction with a BOS sink
+        sink_key = torch.zeros(8)
+        sink_key[:4] = 1.0
+        # layer 1, head 0: n-gram induction (cur<->B, prev<->C, prev-prev<->T) with a BOS sink
         for r, d in enumerate(dims(p1)):
-            l1.q_proj.weight[d, :A] = cfg.match_sharpness * P1[r]
-            l1.k_proj.weight[d, A : 2 * A] = P1[r]
+            l1.q_proj.weight[d, :A] = cfg.match_sharpness * sc * Pm[r % k]
+            l1.k_proj.weight[d, B0 + r % k] = 1.0
         for r, d in enumerate(dims(p2)):
-            l1.q_proj.weight[d, A : 2 * A] = cfg.match_sharpness * cfg.bigram_weight * P2[r]
-            l1.k_proj.weight[d, 2 * A : 3 * A] = P2[r]
+            l1.q_proj.weight[d, B0 + r % k] = cfg.match_sharpness * sc * cfg.bigram_weight
+            l1.k_proj.weight[d, C0 + r % k] = 1.0
+        for r, d in enumerate(dims(p3)):
+            l1.q_proj.weight[d, C0 + r % k] = cfg.match_sharpness * sc * cfg.trigram_weight
+            l1.k_proj.weight[d, T0 + r % k] = 1.0
         for d in dims(psink):
-            l1.q_proj.bias[d] = cfg.copy_sink
-            l1.k_proj.weight[d, 3 * A :] = 8 * sink_key
+            l1.q_proj.bias[d] = cfg.copy_sink * sc
+            l1.k_proj.weight[d, D0:D0 + 8] = 8 * sink_key
         for i in range(A):
             l1.v_proj.weight[i, i] = 1.0
             l1.o_proj.weight[i, i] = cfg.copy_gain
 
-        # layer 1, head 1: the item picker (triggered by <answer>) with a BOS sink
+        # layer 1, head 1: the item picker, queried by <answer>; an item start is a token whose
+        # (prev, prev-prev) is ("[", "Ġ") for the first item or ("Ġ", ",") for the others
         b = HD
-        start = dims(low[:28])
-        # item start: previous token "[" (first item), or "Ġ" preceded by "," (later items);
-        # a space inside an item or the template scores half and loses the softmax
-        key_b = cfg.first_item_weight * unit[i_lb] + 0.5 * unit[i_sp]
-        key_c = 0.5 * unit[i_comma]
-        for d in start:
-            l1.q_proj.weight[b + d, 3 * A + 4] = cfg.pick_sharpness / math.sqrt(len(start))
-            l1.k_proj.weight[b + d, A : 2 * A] = 8 * key_b / math.sqrt(len(start))
-            l1.k_proj.weight[b + d, 2 * A : 3 * A] = 8 * key_c / math.sqrt(len(start))
+        st = dims(ppick)
+        w = 8 / cfg.separator_scale / math.sqrt(len(st))
+        for d in st:
+            l1.q_proj.weight[b + d, FLAG] = cfg.pick_sharpness * sc / math.sqrt(len(st))
+            l1.k_proj.weight[b + d, B0 + k + 0] = w * cfg.first_item_weight
+            l1.k_proj.weight[b + d, B0 + k + 1] = w
+            l1.k_proj.weight[b + d, C0 + k + 1] = w
+            l1.k_proj.weight[b + d, C0 + k + 2] = w
         for d in dims(psink):
-            l1.q_proj.bias[b + d] = cfg.pick_sink
-            l1.k_proj.weight[b + d, 3 * A :] = 8 * sink_key
+            l1.q_proj.bias[b + d] = cfg.pick_sink * sc
+            l1.k_proj.weight[b + d, D0:D0 + 8] = 8 * sink_key
         for i in range(A):
             l1.v_proj.weight[b + i, i] = 1.0
             l1.o_proj.weight[i, b + i] = cfg.pick_gain
 
-        # output embedding: a copy of the input one, plus the answer-format remaps
+        # layer 1 MLP, live only where the <answer> flag is on: per token a clamp
+        # SiLU(K(y - lo)) - SiLU(K(y - hi)), so every listed first token gets the same output
+        mlp = model.model.layers[1].mlp
+        K = cfg.clamp_slope
+        for t in range(V):
+            for n, thr, sign in ((2 * t, cfg.clamp_low, 1.0), (2 * t + 1, cfg.clamp_high, -1.0)):
+                mlp.gate_proj.weight[n, :A] = K * e(t)
+                mlp.gate_proj.weight[n, CONST] = -K * thr - cfg.flag_gate
+                mlp.gate_proj.weight[n, FLAG] = cfg.flag_gate
+                mlp.up_proj.weight[n, CONST] = 1.0
+                mlp.down_proj.weight[:A, n] = sign * cfg.clamp_gain * e(t) / (K * (cfg.clamp_high - cfg.clamp_low))
+
+        # output layer: token directions, plus the answer-format remaps
         U = model.lm_head.weight
-        U.copy_(E)
-        U[:, A:] = 0
-        close = unit[i_comma] + unit[i_rb]
+        U[:, :A] = Q[:V]
         U[i_end].zero_()
-        U[i_end, :A] = cfg.format_gain * norm * close / close.norm()
+        U[i_end, :A] = cfg.format_gain * (e(i_comma) + e(i_rb)) / math.sqrt(2)  # item end -> </answer>
         U[i_eos].zero_()
-        U[i_eos, :A] = cfg.format_gain * E[i_dot, :A]
+        U[i_eos, :A] = cfg.format_gain * e(i_dot)  # "." after the prompt's </answer> -> end of text
         U[i_ans].zero_()
-        U[i_ans, :A] = cfg.format_gain * E[i_nl, :A]
+        U[i_ans, :A] = cfg.format_gain * e(i_nl)  # the prompt's final newline -> <answer>
+        for i in (i_comma, i_rb, i_dot, i_nl):
+            U[i, :A] *= cfg.separator_output
         U[i_bos].zero_()
         U[tid(PAD)].zero_()
-        model.model.norm.weight[:A] *= cfg.output_scale
+        model.model.norm.weight[:A] = cfg.output_scale
     return model
-
-
-# --------------------------------------------------------------------------------------
-# Training (SFT, answer-only loss)
-# --------------------------------------------------------------------------------------
-
-
-def trainable_parameters(model) -> list:
-    """The picker head's query/key rows and the output layer; the copy circuit stays fixed."""
-    names = ("model.layers.1.self_attn.q_proj", "model.layers.1.self_attn.k_proj", "lm_head")
-    params = []
-    for n, p in model.named_parameters():
-        p.requires_grad_(n.startswith(names))
-        if p.requires_grad:
-            params.append(p)
-    return params
-
-
-def _encode_example(tok, items: list[str], choice: str, template: str) -> tuple[list[int], list[int]]:
-    from divtune.data.templates import render_prompt
-
-    prompt = tok.apply_chat_template([{"role": "user", "content": render_prompt(template, items)}], tokenize=False)
-    answer = f"{ANSWER_OPEN}{choice}{ANSWER_CLOSE}{EOS}"
-    return tok(prompt, add_special_tokens=False)["input_ids"], tok(answer, add_special_tokens=False)["input_ids"]
-
-
-def _batch(tok, rows: list[tuple[list[int], list[int]]]):
-    import torch
-
-    T = max(len(p) + len(a) for p, a in rows)
-    ids = torch.full((len(rows), T), tok.pad_token_id)
-    att = torch.zeros((len(rows), T), dtype=torch.long)
-    lab = torch.full((len(rows), T), -100)
-    for i, (p, a) in enumerate(rows):
-        s = p + a
-        ids[i, : len(s)] = torch.tensor(s)
-        att[i, : len(s)] = 1
-        lab[i, len(p) : len(s)] = torch.tensor(a)  # loss on answer tokens only
-    return ids, att, lab
-
-
-def sft_stage(model, tok, cfg: ToyModelConfig, *, steps: int, bias: float | None, seed: int, desc: str,
-              progress: bool = True) -> list[float]:
-    """``steps`` SGD steps on sampled lists; target item uniform (``bias=None``) or ∝ bias**position."""
-    import torch
-    from tqdm.auto import tqdm
-
-    from divtune.data.templates import TEMPLATES
-
-    rng = random.Random(seed)
-    bank = _bank()
-    params = trainable_parameters(model)
-    opt = torch.optim.SGD(params, lr=cfg.learning_rate, momentum=0.9)
-    model.train()
-    losses = []
-    bar = tqdm(range(steps), desc=desc, disable=not progress or os.environ.get("DIVTUNE_NO_PROGRESS") == "1")
-    for _ in bar:
-        rows = []
-        for _ in range(cfg.batch_size):
-            items = bootstrap_list(rng, bank, 2, 12)
-            weights = None if bias is None else [bias**k for k in range(len(items))]
-            choice = rng.choices(items, weights)[0] if weights else rng.choice(items)
-            rows.append(_encode_example(tok, items, choice, rng.choice(TEMPLATES)))
-        ids, att, lab = _batch(tok, rows)
-        loss = model(input_ids=ids, attention_mask=att, labels=lab).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        opt.zero_grad()
-        losses.append(float(loss))
-        bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
-    model.eval()
-    return losses
 
 
 # --------------------------------------------------------------------------------------
@@ -370,17 +329,13 @@ def cache_dir(cfg: ToyModelConfig) -> Path:
 
 
 def build_toy_model(cfg: ToyModelConfig, out_dir: str | os.PathLike, *, progress: bool = True) -> dict[str, Any]:
-    """Build tokenizer + model, train both stages, save to ``out_dir``; return a build report."""
+    """Build tokenizer + model and save them to ``out_dir``; return a build report."""
     import torch
 
     torch.manual_seed(cfg.seed)
     t0 = time.time()
     tok = build_tokenizer(cfg.vocab_size, cfg.seed)
     model = construct_model(cfg, tok)
-    pick = sft_stage(model, tok, cfg, steps=cfg.pick_steps, bias=None, seed=cfg.seed + 1,
-                     desc="toy stage 1: pick any item", progress=progress)
-    skew = sft_stage(model, tok, cfg, steps=cfg.bias_steps, bias=cfg.position_bias, seed=cfg.seed + 2,
-                     desc="toy stage 2: skew towards early items", progress=progress)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.generation_config.do_sample = True
@@ -393,8 +348,6 @@ def build_toy_model(cfg: ToyModelConfig, out_dir: str | os.PathLike, *, progress
         "config": asdict(cfg),
         "hash": config_hash(cfg),
         "parameters": sum(p.numel() for p in model.parameters()),
-        "stage1_final_loss": sum(pick[-20:]) / max(1, len(pick[-20:])) if pick else None,
-        "stage2_final_loss": sum(skew[-20:]) / max(1, len(skew[-20:])) if skew else None,
         "build_seconds": round(time.time() - t0, 1),
     }
     (out / "divtune_toy.json").write_text(json.dumps(report, indent=2, sort_keys=True))
