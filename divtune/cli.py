@@ -198,6 +198,22 @@ def cmd_registry(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_repro(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    if args.experiment != "uniformity":
+        raise DivtuneError(f"repro {args.experiment}: not available yet (only 'uniformity')")
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    bad = [m for m in methods if m not in ("base", "sft", "grpo", "gapo")]
+    if bad or not methods:
+        raise DivtuneError(f"--methods: unknown method {bad[0] if bad else '(none)'!r} (use base, sft, grpo, gapo)")
+    from divtune.repro import uniformity
+
+    out = uniformity(cfg, methods, samples=args.samples, work_dir=args.work_dir)
+    print()
+    print(out["table"])
+    return 0
+
+
 # --------------------------------------------------------------------------------------
 # parser
 # --------------------------------------------------------------------------------------
@@ -263,6 +279,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--positional", action="store_true", help="also measure positional bias (shuffled lists)")
     e.add_argument("-o", "--output", default=None)
     e.set_defaults(func=cmd_evaluate)
+
+    rp = sub.add_parser("repro", help="reproduce a paper comparison on a preset")
+    rp.add_argument("experiment", choices=["uniformity"])
+    _config_args(rp)
+    rp.add_argument("--methods", default="base,sft,grpo,gapo")
+    rp.add_argument("--samples", type=int, default=None, help="samples per held-out list (default: the preset's)")
+    rp.add_argument("--work-dir", default=None)
+    rp.set_defaults(func=cmd_repro)
 
     g = sub.add_parser("registry", help="inspect the model registry")
     gs = g.add_subparsers(dest="action", required=True)

@@ -44,7 +44,7 @@ class ToyModelConfig:
     copy_sink: float = 0.13  # attention-sink level: below a 1-gram match, above a lone bigram match
     pick_sharpness: float = 0.1  # item picker (at <answer>): attention to item starts
     pick_sink: float = 0.1
-    pick_gain: float = 1.25  # direct picker path: turns attention preferences into logit bias
+    pick_gain: float = 1.3  # direct picker path: turns attention preferences into logit bias
     first_item_weight: float = 1.1  # > 1: the picker prefers the first listed item (the base's bias)
     clamp_gain: float = 3.0  # set clamp: every listed first token gets the same logit
     clamp_low: float = 0.1
