@@ -89,6 +89,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schedule(args: argparse.Namespace) -> int:
+    from divtune.cron import validate_cron
+
+    expr = validate_cron(args.cron)  # a malformed cron never reaches the cluster
+    cfg = _load(args)
+    _preflight(cfg)
+    from pipelines.remote import schedule
+
+    rid = schedule(cfg, args.kfp_host, expr, name=args.name, max_concurrency=args.max_concurrency)
+    print(f"recurring run {rid}: {cfg.name} on '{expr}' at {args.kfp_host}")
+    return 0
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     cfg = _load(args)
     from pipelines.local import compile_pipeline
@@ -195,6 +208,16 @@ def cmd_registry(args: argparse.Namespace) -> int:
     for r in rows:
         print(f"{r['version']:>7}  {r['aliases']:<20} {r['decision']:<8} {r['jsd_mean']:>8} {r['invalid_rate']:>8}  "
               f"{r['previous_champion']:>4}  {r['run_key']}")
+    lineage = reg.champion_lineage(args.name)
+    print("champion lineage: " + (" <- ".join(f"v{v}" for v in lineage) if lineage else "(no champion)"))
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from divtune.registry import models as reg
+
+    res = reg.rollback(args.name)
+    print(f"{res['registered_model']}: champion v{res['demoted']} -> v{res['champion']} (rolled back)")
     return 0
 
 
@@ -228,6 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--run-key", default=None, help="pipeline run key (default: a fresh one)")
     r.add_argument("--kfp-host", default=None, help="submit to a Kubeflow Pipelines endpoint instead")
     r.set_defaults(func=cmd_run)
+
+    sc = sub.add_parser("schedule", help="create a KFP recurring run (scheduled retraining)")
+    _config_args(sc)
+    sc.add_argument("--cron", required=True, help="6-field cron, seconds first: '0 0 3 * * *' = daily 03:00")
+    sc.add_argument("--kfp-host", required=True, help="Kubeflow Pipelines endpoint URL")
+    sc.add_argument("--name", default=None, help="recurring run name")
+    sc.add_argument("--max-concurrency", type=int, default=1)
+    sc.set_defaults(func=cmd_schedule)
 
     c = sub.add_parser("compile", help="write the KFP pipeline spec YAML")
     _config_args(c)
@@ -293,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     show = gs.add_parser("show", help="versions with aliases, decisions and key metrics")
     show.add_argument("--name", default="divtune-toy-gapo")
     show.set_defaults(func=cmd_registry)
+    rb = gs.add_parser("rollback", help="move champion back to the version it replaced")
+    rb.add_argument("--name", default="divtune-toy-gapo")
+    rb.set_defaults(func=cmd_rollback)
     return p
 
 

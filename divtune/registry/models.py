@@ -142,3 +142,41 @@ def version_summary(mv: Any) -> dict[str, Any]:
         "run_id": mv.run_id,
         "tags": dict(mv.tags),
     }
+
+
+ROLLED_BACK_TAG = "divtune.rolled_back_to"
+
+
+def champion_lineage(name: str) -> list[str]:
+    """Versions that held ``champion``, newest first, following each version's previous-champion tag."""
+    c = tracking.client()
+    current = get_alias(name, CHAMPION)
+    chain: list[str] = []
+    v = str(current.version) if current is not None else ""
+    while v and v not in chain:
+        chain.append(v)
+        try:
+            v = c.get_model_version(name, v).tags.get(PREVIOUS_CHAMPION_TAG, "")
+        except _mlflow_exc():
+            break
+    return chain
+
+
+def rollback(name: str) -> dict[str, str]:
+    """Move ``champion`` back to the version it replaced; tag the demoted version.  Nothing changes on error."""
+    if not model_exists(name):
+        raise DivtuneError(f"registered model {name!r} does not exist in {tracking.paths.tracking_uri()}")
+    current = get_alias(name, CHAMPION)
+    if current is None:
+        raise DivtuneError(f"registered model {name!r} has no champion to roll back")
+    prev = current.tags.get(PREVIOUS_CHAMPION_TAG, "")
+    if not prev:
+        raise DivtuneError(f"{name} v{current.version} has no previous champion to roll back to")
+    c = tracking.client()
+    try:
+        c.get_model_version(name, prev)
+    except _mlflow_exc():
+        raise DivtuneError(f"previous champion v{prev} of {name} no longer exists") from None
+    c.set_registered_model_alias(name, CHAMPION, prev)
+    c.set_model_version_tag(name, str(current.version), ROLLED_BACK_TAG, prev)
+    return {"registered_model": name, "demoted": str(current.version), "champion": prev}

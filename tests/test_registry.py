@@ -1,0 +1,57 @@
+"""Registry aliases: champion lineage and rollback against a real MLflow SQLite store."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from conftest import run_cli
+from divtune.errors import DivtuneError
+
+
+def _register(name: str, src, prev: str, promote: bool):
+    from divtune.registry import models as reg
+
+    mv = reg.register_version(name, str(src), None, uuid.uuid4().hex,
+                              {reg.PREVIOUS_CHAMPION_TAG: prev, "divtune.decision": "promote" if promote else "reject"})
+    reg.set_alias(name, reg.CHALLENGER, mv.version)
+    if promote:
+        reg.set_alias(name, reg.CHAMPION, mv.version)
+    return mv
+
+
+def test_lineage_and_rollback(tmp_path):
+    from divtune.registry import models as reg
+
+    name = f"rb-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "m").mkdir()
+    _register(name, tmp_path / "m", "", True)  # v1 champion
+    _register(name, tmp_path / "m", "1", False)  # v2 rejected: champion stays v1
+    _register(name, tmp_path / "m", "1", True)  # v3 champion, replaced v1
+    assert reg.get_alias(name, reg.CHAMPION).version == "3"
+    assert reg.champion_lineage(name) == ["3", "1"]
+
+    res = run_cli("registry", "rollback", "--name", name)
+    assert res.returncode == 0, res.stderr
+    assert reg.get_alias(name, reg.CHAMPION).version == "1"
+    assert reg.version_tags(name, 3)[reg.ROLLED_BACK_TAG] == "1"
+    assert reg.get_alias(name, reg.CHALLENGER).version == "3"  # challenger is untouched
+
+    # v1 replaced nobody: a second rollback is a one-line error and changes nothing
+    res = run_cli("registry", "rollback", "--name", name)
+    assert res.returncode == 2 and "has no previous champion" in res.stderr and "Traceback" not in res.stderr
+    assert reg.get_alias(name, reg.CHAMPION).version == "1"
+    show = run_cli("registry", "show", "--name", name)
+    assert show.returncode == 0 and "champion lineage: v1" in show.stdout
+
+
+def test_rollback_bad_names():
+    from divtune.registry import models as reg
+
+    with pytest.raises(DivtuneError, match="does not exist"):
+        reg.rollback("no-such-model-xyz")
+    name = f"rb-{uuid.uuid4().hex[:8]}"
+    reg.ensure_registered_model(name)
+    with pytest.raises(DivtuneError, match="has no champion"):
+        reg.rollback(name)
