@@ -86,6 +86,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = tracking.client().download_artifacts(run.info.run_id, "summary.json")
     data = json.loads(Path(summary).read_text())
     print(stages.format_summary(data))
+    prep = tracking.find_stage_run(cfg.registry.experiment, key, "prepare_base")
+    if prep is not None and "base_model" in prep.data.params:
+        hit = prep.data.params.get("base_cache_hit")
+        note = {"True": " (cached, reused)", "False": " (built by this run, now cached)"}.get(hit, "")
+        print(f"  base model: {prep.data.params['base_model']}{note}")
     return 0
 
 

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,15 @@ def open_run(config_yaml: str, run_key: str) -> str:
     return run_key
 
 
+def _base_cached(cfg) -> bool | None:
+    """Whether a project-built base (toy) is already in the content-hash cache; None for other sources."""
+    if cfg.model.source != "toy":
+        return None
+    from divtune.train.toy_model import cache_dir
+
+    return (cache_dir(cfg.model.toy) / "divtune_toy.json").is_file()
+
+
 def prepare_base(config_yaml: str, run_key: str, out_dir: str) -> dict[str, Any]:
     """Resolve the base model (building the toy, converting SmolLM2, ...) into ``out_dir``.
 
@@ -94,7 +104,10 @@ def prepare_base(config_yaml: str, run_key: str, out_dir: str) -> dict[str, Any]
                             {"source": cfg.model.source, "path": cfg.model.path, "hub_id": cfg.model.hub_id}):
         import mlflow
 
+        hit = _base_cached(cfg)
         src = resolve_base_model(cfg.model, progress=_progress())
+        print(f"[prepare_base] {cfg.model.source} base model {src} ({'cache hit' if hit else 'built now'})",
+              file=sys.stderr, flush=True)
         out = Path(out_dir)
         if out.exists():
             shutil.rmtree(out)
@@ -104,7 +117,7 @@ def prepare_base(config_yaml: str, run_key: str, out_dir: str) -> dict[str, Any]
             out.mkdir(parents=True)
             _write_json(out / POINTER, {"path": str(Path(src).resolve())})
         check_model_dir(model_dir_of(out))
-        info = {"base_model": str(src), "base_digest": _dir_digest(Path(src))}
+        info = {"base_model": str(src), "base_digest": _dir_digest(Path(src)), "base_cache_hit": hit}
         mlflow.log_params(info)
         toy_report = Path(src) / "divtune_toy.json"
         if toy_report.is_file():

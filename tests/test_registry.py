@@ -29,19 +29,19 @@ def test_lineage_and_rollback(tmp_path):
     _register(name, tmp_path / "m", "", True)  # v1 champion
     _register(name, tmp_path / "m", "1", False)  # v2 rejected: champion stays v1
     _register(name, tmp_path / "m", "1", True)  # v3 champion, replaced v1
-    assert reg.get_alias(name, reg.CHAMPION).version == "3"
+    assert str(reg.get_alias(name, reg.CHAMPION).version) == "3"
     assert reg.champion_lineage(name) == ["3", "1"]
 
     res = run_cli("registry", "rollback", "--name", name)
     assert res.returncode == 0, res.stderr
-    assert reg.get_alias(name, reg.CHAMPION).version == "1"
+    assert str(reg.get_alias(name, reg.CHAMPION).version) == "1"
     assert reg.version_tags(name, 3)[reg.ROLLED_BACK_TAG] == "1"
-    assert reg.get_alias(name, reg.CHALLENGER).version == "3"  # challenger is untouched
+    assert str(reg.get_alias(name, reg.CHALLENGER).version) == "3"  # challenger is untouched
 
     # v1 replaced nobody: a second rollback is a one-line error and changes nothing
     res = run_cli("registry", "rollback", "--name", name)
     assert res.returncode == 2 and "has no previous champion" in res.stderr and "Traceback" not in res.stderr
-    assert reg.get_alias(name, reg.CHAMPION).version == "1"
+    assert str(reg.get_alias(name, reg.CHAMPION).version) == "1"
     show = run_cli("registry", "show", "--name", name)
     assert show.returncode == 0 and "champion lineage: v1" in show.stdout
 
