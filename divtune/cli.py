@@ -186,7 +186,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise DivtuneError(f"--samples must be >= 1, got {args.samples}")
     gen = make_generator(args.model, args.endpoint, batch_size=args.batch_size)
     res = evaluate_lists(gen, examples, samples=args.samples, temperature=args.temperature,
-                         max_new_tokens=args.max_new_tokens, seed=args.seed, positional=args.positional)
+                         max_new_tokens=args.max_new_tokens, seed=args.seed, positional=args.positional,
+                         system_prompt=args.system_prompt, few_shot=args.few_shot)
     _print_json(res, args.output)
     print(f"jsd_mean {res['jsd_mean']:.4f}  invalid_rate {res['invalid_rate']:.4f}  ({res['num_lists']} lists x "
           f"{args.samples} samples)", file=sys.stderr)
@@ -312,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=100)
     e.add_argument("--seed", type=int, default=1234)
     e.add_argument("--template-id", type=int, default=0)
+    e.add_argument("--system-prompt", default=None, help="chat system message (match the model's training)")
+    e.add_argument("--few-shot", type=int, default=0, choices=[0, 1, 2, 3], help="worked <answer> examples")
     e.add_argument("--positional", action="store_true", help="also measure positional bias (shuffled lists)")
     e.add_argument("-o", "--output", default=None)
     e.set_defaults(func=cmd_evaluate)

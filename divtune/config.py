@@ -84,6 +84,8 @@ class DataConfig:
     min_len: int = 4
     max_len: int = 12
     categories: list[str] | None = None  # None: every training category
+    system_prompt: str | None = None  # chat system message for training and evaluation prompts
+    few_shot: int = 0  # worked <answer> examples before the prompt (0-3), same in training and evaluation
 
 
 @dataclass
@@ -426,6 +428,7 @@ def _check_ranges(cfg: PipelineConfig) -> None:
     need(bool(cfg.name), "config.name must not be empty")
     need(d.num_examples >= 1, "data.num_examples must be >= 1")
     need(2 <= d.min_len <= d.max_len, "data.min_len must be >= 2 and <= data.max_len")
+    need(0 <= d.few_shot <= 3, "data.few_shot must be in 0..3")
     need(t.num_generations >= 2 or t.method == "sft", "train.num_generations must be >= 2")
     need(t.per_device_train_batch_size >= 1, "train.per_device_train_batch_size must be >= 1")
     need(t.max_steps >= 1, "train.max_steps must be >= 1")

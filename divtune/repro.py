@@ -25,7 +25,7 @@ def _train_and_merge(cfg: PipelineConfig, method: str, base: Path, rows: list[di
     tc = dataclasses.replace(cfg.train, method=method)
     adapter, merged = work / f"{method}-adapter", work / f"{method}-merged"
     train(base, rows, tc, adapter, work / f"{method}-ckpt", trust_remote_code=cfg.model.trust_remote_code,
-          dtype=cfg.model.dtype)
+          dtype=cfg.model.dtype, system_prompt=cfg.data.system_prompt, few_shot=cfg.data.few_shot)
     merge_lora(base, adapter, merged, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code)
     return merged
 
@@ -100,7 +100,8 @@ def uniformity(cfg: PipelineConfig, methods: tuple[str, ...] = ("base", "sft", "
             t0 = time.time()
             model_dir = base if m == "base" else _train_and_merge(cfg, m, base, rows, work)
             res = evaluate_lists(HFGenerator(model_dir, batch_size=e.batch_size), heldout_examples(e.template_id),
-                                 samples=n, temperature=e.temperature, max_new_tokens=e.max_new_tokens, seed=e.seed)
+                                 samples=n, temperature=e.temperature, max_new_tokens=e.max_new_tokens, seed=e.seed,
+                                 system_prompt=cfg.data.system_prompt, few_shot=cfg.data.few_shot)
             row = {"model": m, "jsd_mean": res["jsd_mean"], "invalid_rate": res["invalid_rate"],
                    "unique_mean": sum(p["unique"] for p in res["per_list"]) / len(res["per_list"]),
                    "list_size": sum(len(p["items"]) for p in res["per_list"]) / len(res["per_list"]),

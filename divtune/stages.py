@@ -151,7 +151,8 @@ def checkpoint_dir_for(cfg: PipelineConfig, base_dir: Path, data_path: Path) -> 
     from divtune import paths
 
     key = hashlib.sha256(
-        json.dumps({"train": cfg.to_dict()["train"], "base": _dir_digest(base_dir), "data": _file_digest(data_path)},
+        json.dumps({"train": cfg.to_dict()["train"],
+                    "prompting": [cfg.data.system_prompt, cfg.data.few_shot], "base": _dir_digest(base_dir), "data": _file_digest(data_path)},
                    sort_keys=True).encode()
     ).hexdigest()[:16]
     return paths.checkpoint_root() / f"{cfg.name}-{cfg.train.method}-{key}"
@@ -172,7 +173,8 @@ def train(config_yaml: str, run_key: str, base_path: str, data_path: str, adapte
         import mlflow
 
         res = trainer.train(base, rows, cfg.train, adapter_dir, ckpt, trust_remote_code=cfg.model.trust_remote_code,
-                            dtype=cfg.model.dtype)
+                            dtype=cfg.model.dtype, system_prompt=cfg.data.system_prompt,
+                            few_shot=cfg.data.few_shot)
         info = {"global_step": res.global_step, "resumed_from": res.resumed_from or "", "checkpoint_dir": str(ckpt)}
         mlflow.log_params({"resumed_from": info["resumed_from"] or "none", "checkpoint_dir": str(ckpt)})
         mlflow.log_metrics({f"final_{k}": v for k, v in res.metrics.items()})
@@ -212,7 +214,8 @@ def evaluate(config_yaml: str, run_key: str, model_path: str, role: str, out_jso
         gen = HFGenerator(model_dir_of(model_path), batch_size=e.batch_size,
                           trust_remote_code=cfg.model.trust_remote_code)
         res = evaluate_lists(gen, heldout_examples(e.template_id), samples=e.samples_per_list,
-                             temperature=e.temperature, max_new_tokens=e.max_new_tokens, seed=e.seed)
+                             temperature=e.temperature, max_new_tokens=e.max_new_tokens, seed=e.seed,
+                             system_prompt=cfg.data.system_prompt, few_shot=cfg.data.few_shot)
         metrics = {"jsd_mean": res["jsd_mean"], "invalid_rate": res["invalid_rate"], "entropy_mean": res["entropy_mean"]}
         mlflow.log_metrics(metrics)
         _write_json(out_json, {"role": role, "metrics": metrics, "lists": res})

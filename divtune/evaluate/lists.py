@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from divtune.data.lists import ListExample
+from divtune.data.prompting import to_messages
 from divtune.data.templates import TEMPLATES, render_prompt
 from divtune.evaluate.generation import Generator, SamplingParams
 from divtune.evaluate.metrics import answer_distribution, entropy_bits, invalid_rate, jsd_to_uniform
@@ -20,7 +21,7 @@ from divtune.rewards.extract import match_item
 
 def evaluate_lists(generator: Generator, examples: Sequence[ListExample], *, samples: int = 100,
                    temperature: float = 1.0, max_new_tokens: int = 32, seed: int = 1234,
-                   positional: bool = False) -> dict[str, Any]:
+                   positional: bool = False, system_prompt: str | None = None, few_shot: int = 0) -> dict[str, Any]:
     """Per list: answer counts, JSD to uniform, invalid rate; plus means over lists.
 
     With ``positional=True`` every sample sees the list in a fresh random order and the index of
@@ -29,7 +30,7 @@ def evaluate_lists(generator: Generator, examples: Sequence[ListExample], *, sam
     if not examples:
         raise ValueError("evaluate_lists needs at least one list")
     params = SamplingParams(n=samples, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
-    completions = generator.generate([ex.prompt for ex in examples], params)
+    completions = generator.generate([to_messages(ex.prompt, system_prompt, few_shot) for ex in examples], params)
     per_list = []
     for ex, outs in zip(examples, completions, strict=True):
         answers = [match_item(o, ex.items) for o in outs]
@@ -59,12 +60,14 @@ def evaluate_lists(generator: Generator, examples: Sequence[ListExample], *, sam
     }
     if positional:
         result["positional"] = positional_bias(generator, examples, samples=samples, temperature=temperature,
-                                               max_new_tokens=max_new_tokens, seed=seed)
+                                               max_new_tokens=max_new_tokens, seed=seed,
+                                               system_prompt=system_prompt, few_shot=few_shot)
     return result
 
 
 def positional_bias(generator: Generator, examples: Sequence[ListExample], *, samples: int, temperature: float,
-                    max_new_tokens: int, seed: int) -> dict[str, Any]:
+                    max_new_tokens: int, seed: int, system_prompt: str | None = None,
+                    few_shot: int = 0) -> dict[str, Any]:
     """Index histogram of the chosen item when each prompt shows the list in a random order."""
     rng = random.Random(seed)
     prompts, orders = [], []
@@ -73,7 +76,7 @@ def positional_bias(generator: Generator, examples: Sequence[ListExample], *, sa
             order = list(ex.items)
             rng.shuffle(order)
             orders.append(order)
-            prompts.append(render_prompt(TEMPLATES[ex.template_id], order))
+            prompts.append(to_messages(render_prompt(TEMPLATES[ex.template_id], order), system_prompt, few_shot))
     outs = generator.generate(prompts, SamplingParams(n=1, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed))
     max_len = max(len(o) for o in orders)
     hist = np.zeros(max_len + 1)

@@ -50,7 +50,7 @@ from typing import Any
 from divtune import paths
 from divtune.config import ToyModelConfig
 
-RECIPE_VERSION = "toy-v2"
+RECIPE_VERSION = "toy-v3"
 BOS, EOS, PAD = "<|bos|>", "<|endoftext|>", "<|pad|>"
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
 CHAT_TEMPLATE = (
@@ -339,7 +339,9 @@ def build_toy_model(cfg: ToyModelConfig, out_dir: str | os.PathLike, *, progress
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.generation_config.do_sample = True
-    model.generation_config.eos_token_id = tok.eos_token_id
+    # an answer is complete at </answer>: generation (transformers, TRL, vLLM, transformers serve all read
+    # generation_config.json) stops there, so RL credit goes to the answer, not to copied list text after it
+    model.generation_config.eos_token_id = [tok.eos_token_id, tok.convert_tokens_to_ids(ANSWER_CLOSE)]
     model.generation_config.pad_token_id = tok.pad_token_id
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)

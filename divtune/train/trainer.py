@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from divtune.config import TrainConfig
+from divtune.data.prompting import to_messages
 from divtune.errors import ConfigError, DivtuneError
 
 
@@ -44,16 +45,16 @@ def group_reward_for(tc: TrainConfig):
     raise ConfigError(f"method {tc.method!r} has no group reward")
 
 
-def rl_dataset(rows: Sequence[dict[str, Any]]):
+def rl_dataset(rows: Sequence[dict[str, Any]], system_prompt: str | None = None, few_shot: int = 0):
     """TRL dataset: ``prompt`` (chat messages), ``group_id`` and the reward's metadata columns."""
     from datasets import Dataset
 
     if not rows:
         raise DivtuneError("the training dataset is empty")
-    return Dataset.from_list([{**r, "prompt": [{"role": "user", "content": r["prompt"]}]} for r in rows])
+    return Dataset.from_list([{**r, "prompt": to_messages(r["prompt"], system_prompt, few_shot)} for r in rows])
 
 
-def sft_dataset(rows: Sequence[dict[str, Any]]):
+def sft_dataset(rows: Sequence[dict[str, Any]], system_prompt: str | None = None, few_shot: int = 0):
     """Appendix G teacher forcing: one (prompt, completion) row for every valid item of every list."""
     from datasets import Dataset
 
@@ -61,7 +62,7 @@ def sft_dataset(rows: Sequence[dict[str, Any]]):
     for r in rows:
         for item in r["items"]:
             out.append({
-                "prompt": [{"role": "user", "content": r["prompt"]}],
+                "prompt": to_messages(r["prompt"], system_prompt, few_shot),
                 "completion": [{"role": "assistant", "content": f"<answer>{item}</answer>"}],
             })
     if not out:
@@ -195,7 +196,8 @@ def last_checkpoint(output_dir: Path) -> str | None:
 
 def train(base_model_dir: str | os.PathLike, rows: Sequence[dict[str, Any]], tc: TrainConfig,
           adapter_dir: str | os.PathLike, checkpoint_dir: str | os.PathLike, *,
-          trust_remote_code: bool = False, dtype: str = "auto", extra_callbacks: Sequence[Any] = ()) -> TrainResult:
+          trust_remote_code: bool = False, dtype: str = "auto", extra_callbacks: Sequence[Any] = (),
+          system_prompt: str | None = None, few_shot: int = 0) -> TrainResult:
     """Train a LoRA adapter on ``base_model_dir`` with ``tc.method``; resume from ``checkpoint_dir``.
 
     ``rows`` are list-selection records (``prompt``, ``group_id``, ``items``; DARLING tasks add
@@ -214,7 +216,7 @@ def train(base_model_dir: str | os.PathLike, rows: Sequence[dict[str, Any]], tc:
     if tc.method == "sft":
         from trl import SFTTrainer
 
-        ds = sft_dataset(rows)
+        ds = sft_dataset(rows, system_prompt, few_shot)
         trainer = SFTTrainer(model=model, args=sft_config(tc, ckpt, len(ds)), train_dataset=ds,
                              processing_class=tokenizer, peft_config=lora_config(tc), callbacks=callbacks)
     else:
@@ -225,7 +227,7 @@ def train(base_model_dir: str | os.PathLike, rows: Sequence[dict[str, Any]], tc:
         reward = group_reward_for(tc)
         meta_keys = getattr(reward, "meta_keys", ("items",))
         fn = TRLGroupReward(reward, tc.num_generations, meta_keys=meta_keys)
-        trainer = GRPOTrainer(model=model, reward_funcs=[fn], args=grpo_config(tc, ckpt), train_dataset=rl_dataset(rows),
+        trainer = GRPOTrainer(model=model, reward_funcs=[fn], args=grpo_config(tc, ckpt), train_dataset=rl_dataset(rows, system_prompt, few_shot),
                               processing_class=tokenizer, peft_config=lora_config(tc), callbacks=callbacks)
     out = trainer.train(resume_from_checkpoint=resume)
     adapter = Path(adapter_dir)
