@@ -13,8 +13,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -74,14 +72,4 @@ def ensure_smollm2(*, force: bool = False) -> Path:
     target = paths.model_cache() / f"smollm2-135m-instruct-{_file_digest(src)}"
     if (target / REPORT).is_file() and not force:
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        convert(src, tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+    return paths.build_atomically(target, lambda tmp: convert(src, tmp))

@@ -39,9 +39,7 @@ import json
 import math
 import os
 import random
-import shutil
 import string
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -361,14 +359,4 @@ def ensure_toy_model(cfg: ToyModelConfig, *, progress: bool = True, force: bool 
     target = cache_dir(cfg)
     if target.is_dir() and (target / "divtune_toy.json").is_file() and not force:
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        build_toy_model(cfg, tmp, progress=progress)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+    return paths.build_atomically(target, lambda tmp: build_toy_model(cfg, tmp, progress=progress))
