@@ -65,7 +65,7 @@ def test_synthesize_component_through_kfp_local(tmp_path):
 
 
 @pytest.mark.slow
-def test_whole_pipeline_on_the_toy(divtune_home, toy_model_dir):
+def test_whole_pipeline_on_the_toy(divtune_home, toy_model_dir, monkeypatch):
     """Every stage runs for real on the toy (few steps); MLflow holds the parent + child runs and
     the registered version carries its decision; re-running promotion registers nothing twice."""
     from divtune import stages
@@ -76,6 +76,10 @@ def test_whole_pipeline_on_the_toy(divtune_home, toy_model_dir):
     cfg = load_config("toy", overrides=[
         "train.max_steps=3", "train.save_steps=2", "data.num_examples=40", "evaluate.samples_per_list=20",
         "registry.model_name=smoke-model", "registry.experiment=smoke"])
+    secrets = {"AWS_SECRET_ACCESS_KEY": "s3cr3t-aws-9f1c", "MLFLOW_TRACKING_PASSWORD": "s3cr3t-mlflow-77ab",
+               "HF_TOKEN": "hf_s3cr3t0000"}
+    for k, v in secrets.items():  # every stage process inherits these, as pods get them from Secrets
+        monkeypatch.setenv(k, v)
     key = run_local(cfg, "smoke-run-1")
     c = tracking.client()
     parent = tracking.find_pipeline_run("smoke", key)
@@ -112,3 +116,11 @@ def test_whole_pipeline_on_the_toy(divtune_home, toy_model_dir):
     again = stages.promote(cfg.to_yaml(), key, str(cand), str(base), str(root / "s.json"))
     assert again["version"] == str(mv.version)
     assert len(c.search_model_versions("name = 'smoke-model'")) == 1
+    # secrets never reach params, tags or artifacts we write (issue 7, security)
+    runs = c.search_runs([parent.info.experiment_id])
+    blob = json.dumps([[r.data.params, r.data.tags] for r in runs] + [dict(v.tags) for v in
+                      c.search_model_versions("name = 'smoke-model'")]) + json.dumps(summary)
+    blob += "".join(Path(c.download_artifacts(parent.info.run_id, a.path)).read_text()
+                    for a in c.list_artifacts(parent.info.run_id) if a.path.endswith((".yaml", ".json")))
+    for v in secrets.values():
+        assert v not in blob
