@@ -44,3 +44,9 @@ def test_unreachable_kfp_host_is_one_line():
     res = run_cli("schedule", "--cron", "0 0 3 * * *", "--kfp-host", "http://127.0.0.1:9")
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-1500:]
     assert "cannot reach Kubeflow Pipelines at http://127.0.0.1:9" in res.stderr
+
+
+def test_run_on_unreachable_kfp_host_is_one_line():
+    res = run_cli("run", "--kfp-host", "http://127.0.0.1:9")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "cannot reach Kubeflow Pipelines" in res.stderr
