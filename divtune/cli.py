@@ -79,7 +79,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     tracking.setup()
     try:
-        key = run_local(cfg, args.run_key)
+        key = run_local(cfg, args.run_key, enable_caching=args.cache)
     except RuntimeError as exc:
         raise DivtuneError(f"pipeline failed: {' '.join(str(exc).split())[:300]}") from None
     run = tracking.find_pipeline_run(cfg.registry.experiment, key)
@@ -256,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(r)
     r.add_argument("--run-key", default=None, help="pipeline run key (default: a fresh one)")
     r.add_argument("--kfp-host", default=None, help="submit to a Kubeflow Pipelines endpoint instead")
+    r.add_argument("--cache", action="store_true",
+                   help="reuse cached step outputs (KFP caching) when re-running the same --run-key")
     r.set_defaults(func=cmd_run)
 
     sc = sub.add_parser("schedule", help="create a KFP recurring run (scheduled retraining)")

@@ -170,6 +170,17 @@ class RegistryConfig:
 
 
 @dataclass
+class StorageConfig:
+    """Where merged models go: ``s3://bucket/prefix`` (S3, MinIO) or None for the MLflow artifact store.
+
+    Credentials only from the environment (``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` or the pod's role).
+    """
+
+    models_uri: str | None = None
+    endpoint_url: str | None = None  # MinIO etc.; default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL or AWS
+
+
+@dataclass
 class ImagesConfig:
     """Container images: one place for every component's ``base_image``."""
 
@@ -192,6 +203,7 @@ class PipelineConfig:
     evaluate: EvalConfig = field(default_factory=EvalConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -447,6 +459,8 @@ def _check_ranges(cfg: PipelineConfig) -> None:
     need(e.temperature > 0, "evaluate.temperature must be > 0")
     need(0 <= cfg.gate.max_invalid_rate <= 1, "gate.max_invalid_rate must be in [0, 1]")
     need(bool(cfg.registry.model_name.strip()), "registry.model_name must not be empty")
+    need(cfg.storage.models_uri is None or cfg.storage.models_uri.startswith("s3://"),
+         "storage.models_uri must be an s3:// URI")
     if m.source == "path":
         need(bool(m.path), "model.path is required when model.source is 'path'")
     if m.source == "hub":

@@ -192,8 +192,15 @@ def merge(config_yaml: str, run_key: str, base_path: str, adapter_dir: str, out_
         report = merge_lora(model_dir_of(base_path), adapter_dir, out_dir, dtype=cfg.model.dtype,
                             trust_remote_code=cfg.model.trust_remote_code)
         mlflow.log_params({"parameters": report["parameters"], "reload_check_sample": report["reload_check_sample"][:200]})
-        mlflow.log_artifacts(out_dir, "model")
-        model_uri = f"{mlflow.get_run(rid).info.artifact_uri}/model"
+        if cfg.storage.models_uri:  # object storage (S3/MinIO): the registered version points there
+            from divtune import storage
+
+            model_uri = f"{cfg.storage.models_uri.rstrip('/')}/{cfg.registry.model_name}/{run_key}"
+            manifest = storage.upload_dir(out_dir, model_uri, endpoint_url=cfg.storage.endpoint_url)
+            mlflow.log_dict(manifest, "model_manifest.json")
+        else:  # the MLflow artifact store (local, or whatever the tracking server proxies)
+            mlflow.log_artifacts(out_dir, "model")
+            model_uri = f"{mlflow.get_run(rid).info.artifact_uri}/model"
         mlflow.set_tag("divtune.model_uri", model_uri)
         return {"model_uri": model_uri, **report}
 

@@ -80,7 +80,7 @@ def test_whole_pipeline_on_the_toy(divtune_home, toy_model_dir, monkeypatch):
                "HF_TOKEN": "hf_s3cr3t0000"}
     for k, v in secrets.items():  # every stage process inherits these, as pods get them from Secrets
         monkeypatch.setenv(k, v)
-    key = run_local(cfg, "smoke-run-1")
+    key = run_local(cfg, "smoke-run-1", enable_caching=True)
     c = tracking.client()
     parent = tracking.find_pipeline_run("smoke", key)
     assert parent.info.status == "FINISHED"
@@ -124,3 +124,11 @@ def test_whole_pipeline_on_the_toy(divtune_home, toy_model_dir, monkeypatch):
                     for a in c.list_artifacts(parent.info.run_id) if a.path.endswith((".yaml", ".json")))
     for v in secrets.values():
         assert v not in blob
+    # the same pipeline run again with KFP caching: every cacheable step is reused (no second train / merge /
+    # evaluate child run), promotion re-runs and registers nothing twice
+    assert run_local(cfg, key, enable_caching=True) == key
+    stages_now = [r.data.tags["divtune.stage"] for r in
+                  c.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")]
+    for s in ("train", "merge_lora", "evaluate_candidate", "evaluate_base", "synthesize_data"):
+        assert stages_now.count(s) == 1, stages_now
+    assert len(c.search_model_versions("name = 'smoke-model'")) == 1

@@ -125,6 +125,10 @@ def download_model_version(uri: str, dst: str | os.PathLike | None = None) -> Pa
     mv = lookup(uri)
     base = Path(dst) if dst is not None else Path(tempfile.mkdtemp(prefix="divtune-model-"))
     base.mkdir(parents=True, exist_ok=True)
+    if str(mv.source).startswith("s3://"):
+        from divtune import storage
+
+        return storage.download_dir(mv.source, base)
     try:
         local = mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(base))
     except Exception as exc:  # noqa: BLE001 - any store error becomes one line
