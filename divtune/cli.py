@@ -107,6 +107,19 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from divtune.serve.server import curl_example, running_server
+
+    with running_server(args.model, backend=args.backend, host=args.host, port=args.port,
+                        timeout=args.timeout) as (base, model_id):
+        print(f"serving {args.model} at {base}/v1 (model id: {model_id}); Ctrl-C stops it", flush=True)
+        print("diverse sampling, n completions in one request:\n  " + curl_example(base, model_id), flush=True)
+        import time
+
+        while True:
+            time.sleep(3600)
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     cfg = _load(args)
     from pipelines.local import compile_pipeline
@@ -259,6 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--cache", action="store_true",
                    help="reuse cached step outputs (KFP caching) when re-running the same --run-key")
     r.set_defaults(func=cmd_run)
+
+    sv = sub.add_parser("serve", help="serve a model over the OpenAI API (vLLM on GPU, transformers serve on CPU)")
+    sv.add_argument("--model", required=True, help="model directory or models:/NAME@alias")
+    sv.add_argument("--backend", default="auto", choices=["auto", "vllm", "transformers"])
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the health check")
+    sv.set_defaults(func=cmd_serve)
 
     sc = sub.add_parser("schedule", help="create a KFP recurring run (scheduled retraining)")
     _config_args(sc)

@@ -65,7 +65,7 @@ def test_synthesize_component_through_kfp_local(tmp_path):
 
 
 @pytest.mark.slow
-def test_whole_pipeline_on_the_toy(divtune_home, toy_model_dir, monkeypatch):
+def test_whole_pipeline_on_the_toy(divtune_home, toy_model_dir, monkeypatch, aws_env):
     """Every stage runs for real on the toy (few steps); MLflow holds the parent + child runs and
     the registered version carries its decision; re-running promotion registers nothing twice."""
     from divtune import stages
@@ -75,7 +75,10 @@ def test_whole_pipeline_on_the_toy(divtune_home, toy_model_dir, monkeypatch):
 
     cfg = load_config("toy", overrides=[
         "train.max_steps=3", "train.save_steps=2", "data.num_examples=40", "evaluate.samples_per_list=20",
-        "registry.model_name=smoke-model", "registry.experiment=smoke"])
+        "registry.model_name=smoke-model", "registry.experiment=smoke", "storage.models_uri=s3://smoke-models/m"])
+    from divtune import storage
+
+    storage.client().create_bucket(Bucket="smoke-models")
     secrets = {"AWS_SECRET_ACCESS_KEY": "s3cr3t-aws-9f1c", "MLFLOW_TRACKING_PASSWORD": "s3cr3t-mlflow-77ab",
                "HF_TOKEN": "hf_s3cr3t0000"}
     for k, v in secrets.items():  # every stage process inherits these, as pods get them from Secrets
@@ -102,7 +105,8 @@ def test_whole_pipeline_on_the_toy(divtune_home, toy_model_dir, monkeypatch):
     assert reg.get_alias("smoke-model", "challenger").version == mv.version
     champion = reg.get_alias("smoke-model", "champion")
     assert (champion is not None) == summary["decision"]["promote"]
-    # the registered files are a loadable safetensors model
+    # the registered version points at the merged model in object storage; its files are a safetensors model
+    assert mv.source == f"s3://smoke-models/m/smoke-model/{key}"
     files = {p.name for p in reg.download_model_version("models:/smoke-model@challenger").iterdir()}
     assert "model.safetensors" in files and "tokenizer.json" in files and not any(f.endswith(".bin") for f in files)
     # retrying promotion of the same pipeline run registers nothing new
