@@ -373,6 +373,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("divtune: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - tracking-server failures (after MLflow's own retries): one line
+        if type(exc).__module__.startswith(("mlflow", "requests", "urllib3")):
+            from divtune import paths
+
+            msg = " ".join(str(exc).split())[:300]
+            print(f"divtune: error: MLflow at {paths.tracking_uri()} failed: {msg}", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":
