@@ -170,6 +170,42 @@ class RegistryConfig:
 
 
 @dataclass
+class TolerationConfig:
+    key: str = "nvidia.com/gpu"
+    operator: Literal["Exists", "Equal"] = "Exists"
+    value: str | None = None
+    effect: Literal["NoSchedule", "NoExecute", "PreferNoSchedule"] | None = "NoSchedule"
+
+
+@dataclass
+class SecretEnvConfig:
+    """A Kubernetes Secret exposed as environment variables (``keys``: secret key -> env name); a reference only."""
+
+    name: str = ""
+    keys: dict[str, str] = field(default_factory=dict)
+    optional: bool = True
+
+
+@dataclass
+class ClusterConfig:
+    """How the compiled pipeline's steps are scheduled on Kubernetes (kfp-kubernetes); ignored by local runs."""
+
+    gpu_resource: str = "nvidia.com/gpu"
+    train_gpus: int = 0
+    evaluate_gpus: int = 0
+    merge_gpus: int = 0
+    cpu_request: str | None = None
+    memory_request: str | None = None
+    tolerations: list[TolerationConfig] = field(default_factory=list)  # applied to GPU steps
+    node_selector: dict[str, str] = field(default_factory=dict)  # applied to GPU steps
+    cache_pvc: str | None = None  # a PVC for $DIVTUNE_HOME (model cache, checkpoints) on every step
+    cache_mount_path: str = "/mnt/divtune"
+    secrets: list[SecretEnvConfig] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # e.g. MLFLOW_TRACKING_URI: http://mlflow.mlflow:5000
+    image_pull_secrets: list[str] = field(default_factory=list)
+
+
+@dataclass
 class StorageConfig:
     """Where merged models go: ``s3://bucket/prefix`` (S3, MinIO) or None for the MLflow artifact store.
 
@@ -204,6 +240,7 @@ class PipelineConfig:
     gate: GateConfig = field(default_factory=GateConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -459,6 +496,9 @@ def _check_ranges(cfg: PipelineConfig) -> None:
     need(e.temperature > 0, "evaluate.temperature must be > 0")
     need(0 <= cfg.gate.max_invalid_rate <= 1, "gate.max_invalid_rate must be in [0, 1]")
     need(bool(cfg.registry.model_name.strip()), "registry.model_name must not be empty")
+    c = cfg.cluster
+    need(min(c.train_gpus, c.evaluate_gpus, c.merge_gpus) >= 0, "cluster GPU counts must be >= 0")
+    need(all(s.name and s.keys for s in c.secrets), "cluster.secrets entries need a name and keys")
     need(cfg.storage.models_uri is None or cfg.storage.models_uri.startswith("s3://"),
          "storage.models_uri must be an s3:// URI")
     if m.source == "path":

@@ -31,9 +31,9 @@ def compile_pipeline(cfg: PipelineConfig, out: str | os.PathLike) -> Path:
     """Write the pipeline spec YAML with ``cfg`` as the default ``config_yaml`` parameter."""
     from kfp import compiler
 
-    from pipelines.retrain import retrain
+    from pipelines.retrain import make_pipeline
 
     p = Path(out)
     p.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(retrain, str(p), pipeline_parameters={"config_yaml": cfg.to_json()})
+    compiler.Compiler().compile(make_pipeline(cfg.cluster), str(p), pipeline_parameters={"config_yaml": cfg.to_json()})
     return p

@@ -1,9 +1,10 @@
 """The retraining pipeline: prepare base -> synthesize data -> train -> merge LoRA -> evaluate -> promote.
 
-Read top to bottom, this file *is* the DAG.  Every step is a lightweight component from
+Read top to bottom, ``make_pipeline`` *is* the DAG.  Every step is a lightweight component from
 ``components/`` calling one ``divtune.stages`` function; the run's whole config travels as one
-YAML string parameter, so a compiled pipeline is self-describing and a recurring run can be
-re-pointed at a new preset without recompiling.
+string parameter, so a compiled pipeline is self-describing and a recurring run can be re-pointed
+at a new preset without recompiling.  ``cluster`` (compile time) adds Kubernetes scheduling:
+GPUs for train/evaluate, tolerations, node selectors, a cache PVC, Secrets as env.
 """
 
 
@@ -16,32 +17,42 @@ from components.prepare_base import prepare_base
 from components.promote import promote
 from components.synthesize_data import synthesize_data
 from components.train import train
+from divtune.config import ClusterConfig
+from pipelines.cluster import apply
 
 PIPELINE_NAME = "divtune-retrain"
 
 
-@dsl.pipeline(name=PIPELINE_NAME, description="Post-train an LLM for output diversity (GAPO/DARLING) and gate it.")
-def retrain(config_yaml: str, run_key: str = "") -> str:
-    run = open_run(config_yaml=config_yaml, run_key=run_key, job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
-    run.set_caching_options(False)  # one MLflow parent run per pipeline run
-    key = run.output
+def make_pipeline(cluster: ClusterConfig | None = None):
+    @dsl.pipeline(name=PIPELINE_NAME, description="Post-train an LLM for output diversity (GAPO/DARLING) and gate it.")
+    def retrain(config_yaml: str, run_key: str = "") -> str:
+        run = apply(open_run(config_yaml=config_yaml, run_key=run_key, job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER),
+                    cluster, "cpu")
+        run.set_caching_options(False)  # one MLflow parent run per pipeline run
+        key = run.output
 
-    base = prepare_base(config_yaml=config_yaml, run_key=key)
-    data = synthesize_data(config_yaml=config_yaml, run_key=key)
+        base = apply(prepare_base(config_yaml=config_yaml, run_key=key), cluster, "cpu")
+        data = apply(synthesize_data(config_yaml=config_yaml, run_key=key), cluster, "cpu")
 
-    trained = train(config_yaml=config_yaml, run_key=key,
-                    base_model=base.outputs["base_model"], data=data.outputs["data"])
+        trained = apply(train(config_yaml=config_yaml, run_key=key,
+                              base_model=base.outputs["base_model"], data=data.outputs["data"]), cluster, "train")
 
-    merged = merge_lora(config_yaml=config_yaml, run_key=key,
-                        base_model=base.outputs["base_model"], adapter=trained.outputs["adapter"])
+        merged = apply(merge_lora(config_yaml=config_yaml, run_key=key, base_model=base.outputs["base_model"],
+                                  adapter=trained.outputs["adapter"]), cluster, "merge")
 
-    base_eval = evaluate(config_yaml=config_yaml, run_key=key, model=base.outputs["base_model"], role="base")
-    base_eval.set_display_name("evaluate-base")
-    cand_eval = evaluate(config_yaml=config_yaml, run_key=key, model=merged.outputs["merged_model"],
-                         role="candidate")
-    cand_eval.set_display_name("evaluate-candidate")
+        base_eval = apply(evaluate(config_yaml=config_yaml, run_key=key, model=base.outputs["base_model"],
+                                   role="base"), cluster, "evaluate")
+        base_eval.set_display_name("evaluate-base")
+        cand_eval = apply(evaluate(config_yaml=config_yaml, run_key=key, model=merged.outputs["merged_model"],
+                                   role="candidate"), cluster, "evaluate")
+        cand_eval.set_display_name("evaluate-candidate")
 
-    gate = promote(config_yaml=config_yaml, run_key=key,
-                   candidate_eval=cand_eval.outputs["metrics"], base_eval=base_eval.outputs["metrics"])
-    gate.set_caching_options(False)  # the registry's state decides; never replay an old decision
-    return gate.outputs["Output"]
+        gate = apply(promote(config_yaml=config_yaml, run_key=key, candidate_eval=cand_eval.outputs["metrics"],
+                             base_eval=base_eval.outputs["metrics"]), cluster, "cpu")
+        gate.set_caching_options(False)  # the registry's state decides; never replay an old decision
+        return gate.outputs["Output"]
+
+    return retrain
+
+
+retrain = make_pipeline()  # the undecorated DAG: kfp.local runs and a plain compile

@@ -22,7 +22,9 @@ def test_compile_round_trip(tmp_path):
     out = tmp_path / "retrain.yaml"
     res = run_cli("compile", "--preset", "toy", "-o", str(out))
     assert res.returncode == 0, res.stderr[-2000:]
-    spec = json_format.ParseDict(yaml.safe_load(out.read_text()), pipeline_spec_pb2.PipelineSpec())
+    docs = list(yaml.safe_load_all(out.read_text()))
+    assert len(docs) == 1  # the toy asks for no Kubernetes settings
+    spec = json_format.ParseDict(docs[0], pipeline_spec_pb2.PipelineSpec())
     assert spec.pipeline_info.name == "divtune-retrain"
     tasks = set(spec.root.dag.tasks)
     assert tasks == STAGES, tasks
@@ -41,6 +43,35 @@ def test_compile_round_trip(tmp_path):
     train = spec.root.dag.tasks["train"]
     assert set(train.inputs.artifacts) == {"base_model", "data"}
     assert set(spec.root.dag.tasks["promote"].inputs.artifacts) == {"candidate_eval", "base_eval"}
+
+
+def test_compiled_spec_carries_kubernetes_settings(tmp_path):
+    """GPU preset: accelerators on train/evaluate, tolerations + node selector on GPU steps, the cache PVC and
+    Secret references (never values) on every step, tracking env; parsed back with kfp's proto types."""
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    from pipelines.local import compile_pipeline
+
+    cfg = load_config("qwen2.5-7b-gapo")
+    out = compile_pipeline(cfg, tmp_path / "gpu.yaml")
+    spec_doc, platform_doc = yaml.safe_load_all(out.read_text())
+    spec = json_format.ParseDict(spec_doc, pipeline_spec_pb2.PipelineSpec())
+    execs = spec_doc["deploymentSpec"]["executors"]
+    for name in ("exec-train", "exec-evaluate", "exec-evaluate-2"):
+        acc = execs[name]["container"]["resources"]["accelerator"]
+        assert acc["resourceType"] == "nvidia.com/gpu" and int(acc["resourceCount"]) >= 1, name
+    assert "accelerator" not in execs["exec-promote"]["container"].get("resources", {})
+    k8s = platform_doc["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert k8s["exec-train"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert k8s["exec-train"]["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
+    assert "tolerations" not in k8s["exec-promote"]
+    for name, ex in k8s.items():
+        assert ex["pvcMount"][0]["mountPath"] == "/mnt/divtune", name
+        assert ex["secretAsEnv"][0]["secretName"] == "divtune-s3", name
+    env = {e["name"]: e["value"] for e in execs["exec-train"]["container"]["env"]}
+    assert env["DIVTUNE_HOME"] == "/mnt/divtune" and env["MLFLOW_TRACKING_URI"].startswith("http://")
+    assert spec.pipeline_info.name == "divtune-retrain"
 
 
 def test_synthesize_component_through_kfp_local(tmp_path):
