@@ -1,0 +1,56 @@
+"""Container images: every requirement a Dockerfile installs matches the project's pins; non-root user."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILES = sorted((ROOT / "images").glob("*.Dockerfile"))
+
+
+def _project_pins() -> dict[str, str]:
+    proj = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = list(proj["dependencies"]) + [r for extra in proj["optional-dependencies"].values() for r in extra]
+    return {Requirement(r).name.lower(): str(Requirement(r).specifier) for r in reqs}
+
+
+def _pip_args(text: str) -> list[str]:
+    joined = re.sub(r"\\\n", " ", text)
+    out = []
+    for m in re.finditer(r"pip install ([^&\n]+)", joined):
+        out += [a for a in shlex.split(m.group(1)) if not a.startswith("-")]
+    return out
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfile_pins_match_pyproject(path):
+    pins = _project_pins()
+    text = path.read_text()
+    args = _pip_args(text)
+    assert args, f"{path.name} installs nothing"
+    for a in args:
+        if a.startswith(".") or a.startswith("/"):
+            continue  # the project itself: its pins are pyproject's by construction
+        req = Requirement(a)
+        assert req.name.lower() in pins, f"{path.name}: {a} is not a project dependency"
+        assert str(req.specifier) == pins[req.name.lower()], f"{path.name}: {a} vs pyproject {pins[req.name.lower()]}"
+    users = re.findall(r"^USER\s+(\S+)", text, re.M)
+    assert users and users[-1] not in ("root", "0"), f"{path.name} must end as a non-root user"
+
+
+def test_component_images_come_from_one_config():
+    from divtune.config import load_images
+
+    from components._images import EVALUATOR_IMAGE, SERVER_IMAGE, TRAINER_IMAGE
+
+    img = load_images()
+    assert TRAINER_IMAGE == img.ref("trainer") and EVALUATOR_IMAGE == img.ref("evaluator")
+    assert SERVER_IMAGE == img.ref("server")
+    for which, name in (("trainer", "trainer"), ("evaluator", "eval"), ("server", "serve")):
+        assert (ROOT / "images" / f"{name}.Dockerfile").is_file(), which
