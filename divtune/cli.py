@@ -29,8 +29,13 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from divtune.config import load_config
+    from divtune.config import config_from_yaml_text, load_config
 
+    env_name = getattr(args, "config_json_env", None)
+    if env_name:  # a whole config in one environment variable (TrainJob pods)
+        if not os.environ.get(env_name):
+            raise DivtuneError(f"--config-json-env: environment variable {env_name} is empty or unset")
+        return config_from_yaml_text(os.environ[env_name])
     preset = args.preset if (args.preset or args.config) else "toy"
     return load_config(preset, args.config, args.overrides)
 
@@ -317,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--base", default=None, help="base model directory (default: the config's model)")
     t.add_argument("-o", "--output", required=True, help="adapter output directory")
     t.add_argument("--checkpoints", default=None, help="checkpoint directory (resumed if present)")
+    t.add_argument("--config-json-env", default=None, help="read the whole config from this environment variable")
     t.set_defaults(func=cmd_train)
 
     m = sub.add_parser("merge", help="merge a LoRA adapter into its base (safetensors)")

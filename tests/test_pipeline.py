@@ -167,3 +167,28 @@ def test_whole_pipeline_on_the_toy(divtune_home, toy_model_dir, monkeypatch, aws
     for s in ("train", "merge_lora", "evaluate_candidate", "evaluate_base", "synthesize_data"):
         assert stages_now.count(s) == 1, stages_now
     assert len(c.search_model_versions("name = 'smoke-model'")) == 1
+
+
+def test_trainjob_manifest_for_multi_gpu_training():
+    """Kubeflow Trainer TrainJob: torchrun on the same `divtune train` entry point, config travels in env."""
+    from divtune.config import config_from_yaml_text
+    from divtune.train.distributed import trainjob_manifest
+
+    cfg = load_config("qwen2.5-32b-gapo")
+    m = trainjob_manifest(cfg, name="gapo-32b", namespace="kubeflow-user", image="ghcr.io/divtune/divtune-trainer:0.1.0",
+                          data_path="/mnt/divtune/data.jsonl", base_path="/mnt/divtune/base", output_path="/mnt/divtune/adapter",
+                          num_nodes=2, gpus_per_node=8)
+    assert m["apiVersion"] == "trainer.kubeflow.org/v1alpha1" and m["kind"] == "TrainJob"
+    t = m["spec"]["trainer"]
+    assert t["command"][:3] == ["torchrun", "--module", "divtune.cli"] and t["args"][0] == "train"
+    assert t["numNodes"] == 2 and t["numProcPerNode"] == 8 and t["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == 8
+    env = {e["name"]: e for e in t["env"]}
+    assert config_from_yaml_text(env["DIVTUNE_CONFIG_JSON"]["value"]) == cfg
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "divtune-s3"  # a reference only
+    over = m["spec"]["podTemplateOverrides"][0]["spec"]
+    assert over["tolerations"][0]["key"] == "nvidia.com/gpu" and over["volumes"][0]["persistentVolumeClaim"]
+    # the entry point the pods run parses that config (bad env is a one-line error)
+    from conftest import run_cli
+
+    res = run_cli("train", "--config-json-env", "NO_SUCH_VAR_X", "--data", "/x.jsonl", "-o", "/tmp/x")
+    assert res.returncode == 2 and "NO_SUCH_VAR_X is empty or unset" in res.stderr
