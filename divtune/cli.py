@@ -247,8 +247,13 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def cmd_repro(args: argparse.Namespace) -> int:
     cfg = _load(args)
-    if args.experiment != "uniformity":
-        raise DivtuneError(f"repro {args.experiment}: not available yet (only 'uniformity')")
+    if args.experiment == "darling":
+        from divtune.repro import darling
+
+        out = darling(cfg, samples=args.samples, work_dir=args.work_dir)
+        print()
+        print(out["table"])
+        return 0
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     bad = [m for m in methods if m not in ("base", "sft", "grpo", "gapo")]
     if bad or not methods:
@@ -349,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
 
     rp = sub.add_parser("repro", help="reproduce a paper comparison on a preset")
-    rp.add_argument("experiment", choices=["uniformity"])
+    rp.add_argument("experiment", choices=["uniformity", "darling"])
     _config_args(rp)
     rp.add_argument("--methods", default="base,sft,grpo,gapo")
     rp.add_argument("--samples", type=int, default=None, help="samples per held-out list (default: the preset's)")
