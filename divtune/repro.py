@@ -30,6 +30,21 @@ def _train_and_merge(cfg: PipelineConfig, method: str, base: Path, rows: list[di
     return merged
 
 
+def _prepare(cfg: PipelineConfig, work_dir: str | None, prefix: str) -> tuple[Path, list[dict], Path]:
+    """The shared base model, the synthesized training rows, a work dir; tracking set up."""
+    from divtune.data.lists import synthesize_lists
+    from divtune.registry import tracking
+    from divtune.train.models import resolve_base_model
+
+    base = resolve_base_model(cfg.model)
+    rows = [ex.to_row() for ex in synthesize_lists(cfg.data.num_examples, cfg.data.seed, cfg.data.categories,
+                                                    cfg.data.min_len, cfg.data.max_len)]
+    work = Path(work_dir or tempfile.mkdtemp(prefix=prefix))
+    work.mkdir(parents=True, exist_ok=True)
+    tracking.setup()
+    return base, rows, work
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     lines = ["| model | JS to uniform (↓) | invalid rate | unique answers / list (↑) | list size |",
              "|---|---|---|---|---|"]
@@ -75,20 +90,14 @@ def uniformity(cfg: PipelineConfig, methods: tuple[str, ...] = ("base", "sft", "
                samples: int | None = None, work_dir: str | None = None) -> dict[str, Any]:
     import mlflow
 
-    from divtune.data.lists import heldout_examples, synthesize_lists
+    from divtune.data.lists import heldout_examples
     from divtune.evaluate.generation import HFGenerator
     from divtune.evaluate.lists import evaluate_lists
     from divtune.registry import tracking
-    from divtune.train.models import resolve_base_model
 
     e = cfg.evaluate
     n = samples or e.samples_per_list
-    base = resolve_base_model(cfg.model)
-    rows = [ex.to_row() for ex in synthesize_lists(cfg.data.num_examples, cfg.data.seed, cfg.data.categories,
-                                                    cfg.data.min_len, cfg.data.max_len)]
-    work = Path(work_dir or tempfile.mkdtemp(prefix="divtune-repro-"))
-    work.mkdir(parents=True, exist_ok=True)
-    tracking.setup()
+    base, rows, work = _prepare(cfg, work_dir, "divtune-repro-")
     exp = tracking.experiment_id(cfg.registry.experiment)
     results: dict[str, dict[str, Any]] = {}
     table_rows = []
@@ -139,20 +148,14 @@ def darling(cfg: PipelineConfig, *, samples: int | None = None, k: int = 4,
     """
     import mlflow
 
-    from divtune.data.lists import heldout_examples, synthesize_lists
+    from divtune.data.lists import heldout_examples
     from divtune.evaluate.generation import HFGenerator
     from divtune.evaluate.lists import evaluate_lists
     from divtune.registry import tracking
-    from divtune.train.models import resolve_base_model
 
     e = cfg.evaluate
     n = samples or e.samples_per_list
-    base = resolve_base_model(cfg.model)
-    rows = [ex.to_row() for ex in synthesize_lists(cfg.data.num_examples, cfg.data.seed, cfg.data.categories,
-                                                    cfg.data.min_len, cfg.data.max_len)]
-    work = Path(work_dir or tempfile.mkdtemp(prefix="divtune-repro-darling-"))
-    work.mkdir(parents=True, exist_ok=True)
-    tracking.setup()
+    base, rows, work = _prepare(cfg, work_dir, "divtune-repro-darling-")
     table_rows = []
     with mlflow.start_run(experiment_id=tracking.experiment_id(cfg.registry.experiment),
                           run_name=f"repro-darling-{cfg.name}", tags={"divtune.stage": "repro-darling"}):
