@@ -216,8 +216,7 @@ def cmd_registry(args: argparse.Namespace) -> int:
     from divtune.registry import models as reg
     from divtune.registry import tracking
 
-    if not reg.model_exists(args.name):
-        raise DivtuneError(f"registered model {args.name!r} does not exist in {tracking.paths.tracking_uri()}")
+    reg.require_model(args.name)
     c = tracking.client()
     versions = sorted(c.search_model_versions(f"name = '{args.name}'"), key=lambda v: int(v.version))
     rows = []

@@ -65,6 +65,12 @@ def model_exists(name: str) -> bool:
         return False
 
 
+def require_model(name: str) -> None:
+    """A one-line DivtuneError naming the store when ``name`` is not a registered model."""
+    if not model_exists(name):
+        raise DivtuneError(f"registered model {name!r} does not exist in {tracking.paths.tracking_uri()}")
+
+
 def register_version(name: str, source: str, run_id: str, run_key: str, tags: Mapping[str, str],
                      description: str = ""):
     """Create (or find, for the same ``run_key``) the model version for ``source``."""
@@ -107,8 +113,7 @@ def lookup(uri: str):
     """The ModelVersion a ``models:/`` URI names, or a one-line DivtuneError."""
     name, alias, version = parse_model_uri(uri)
     c = tracking.client()
-    if not model_exists(name):
-        raise DivtuneError(f"registered model {name!r} does not exist in {tracking.paths.tracking_uri()}")
+    require_model(name)
     try:
         if alias is not None:
             return c.get_model_version_by_alias(name, alias)
@@ -168,8 +173,7 @@ def champion_lineage(name: str) -> list[str]:
 
 def rollback(name: str) -> dict[str, str]:
     """Move ``champion`` back to the version it replaced; tag the demoted version.  Nothing changes on error."""
-    if not model_exists(name):
-        raise DivtuneError(f"registered model {name!r} does not exist in {tracking.paths.tracking_uri()}")
+    require_model(name)
     current = get_alias(name, CHAMPION)
     if current is None:
         raise DivtuneError(f"registered model {name!r} has no champion to roll back")
