@@ -7,11 +7,13 @@ inside its own MLflow child run and returns a small JSON-able dict.  Nothing her
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -205,27 +207,44 @@ def merge(config_yaml: str, run_key: str, base_path: str, adapter_dir: str, out_
         return {"model_uri": model_uri, **report}
 
 
-def evaluate(config_yaml: str, run_key: str, model_path: str, role: str, out_json: str) -> dict[str, Any]:
-    """Held-out list uniformity of one model (``role``: ``base`` or ``candidate``)."""
+def eval_fingerprint(cfg: PipelineConfig) -> str:
+    """What makes two evaluations comparable: the evaluation settings, sets, seeds and prompting."""
+    from divtune.data.lists import heldout_examples
+
+    payload = {"evaluate": dataclasses.asdict(cfg.evaluate), "system_prompt": cfg.data.system_prompt,
+               "few_shot": cfg.data.few_shot,
+               "lists": [[ex.id, ex.prompt] for ex in heldout_examples(cfg.evaluate.template_id)]}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def evaluate_model(cfg: PipelineConfig, model_dir: str | os.PathLike) -> tuple[dict[str, float], dict[str, Any]]:
+    """The evaluation suite the gate reads, on one model: ``(headline metrics, full result)``."""
     from divtune.data.lists import heldout_examples
     from divtune.evaluate.generation import HFGenerator
     from divtune.evaluate.lists import evaluate_lists
 
+    e = cfg.evaluate
+    gen = HFGenerator(model_dir, batch_size=e.batch_size, trust_remote_code=cfg.model.trust_remote_code)
+    res = evaluate_lists(gen, heldout_examples(e.template_id), samples=e.samples_per_list,
+                         temperature=e.temperature, max_new_tokens=e.max_new_tokens, seed=e.seed,
+                         system_prompt=cfg.data.system_prompt, few_shot=cfg.data.few_shot)
+    metrics = {"jsd_mean": res["jsd_mean"], "invalid_rate": res["invalid_rate"], "entropy_mean": res["entropy_mean"]}
+    return metrics, {"lists": res}
+
+
+def evaluate(config_yaml: str, run_key: str, model_path: str, role: str, out_json: str) -> dict[str, Any]:
+    """The evaluation suite on one model (``role``: ``base`` or ``candidate``)."""
     cfg = _cfg(config_yaml)
     e = cfg.evaluate
+    fp = eval_fingerprint(cfg)
     with tracking.stage_run(cfg.registry.experiment, run_key, f"evaluate_{role}",
                             {"samples_per_list": e.samples_per_list, "temperature": e.temperature, "seed": e.seed,
-                             "template_id": e.template_id, "role": role}):
+                             "template_id": e.template_id, "role": role, "eval_fingerprint": fp}):
         import mlflow
 
-        gen = HFGenerator(model_dir_of(model_path), batch_size=e.batch_size,
-                          trust_remote_code=cfg.model.trust_remote_code)
-        res = evaluate_lists(gen, heldout_examples(e.template_id), samples=e.samples_per_list,
-                             temperature=e.temperature, max_new_tokens=e.max_new_tokens, seed=e.seed,
-                             system_prompt=cfg.data.system_prompt, few_shot=cfg.data.few_shot)
-        metrics = {"jsd_mean": res["jsd_mean"], "invalid_rate": res["invalid_rate"], "entropy_mean": res["entropy_mean"]}
+        metrics, res = evaluate_model(cfg, model_dir_of(model_path))
         mlflow.log_metrics(metrics)
-        _write_json(out_json, {"role": role, "metrics": metrics, "lists": res})
+        _write_json(out_json, {"role": role, "metrics": metrics, "eval_fingerprint": fp, **res})
         mlflow.log_artifact(out_json, "evaluation")
         parent = tracking.find_pipeline_run(cfg.registry.experiment, run_key)
         tracking.client().log_batch(parent.info.run_id, metrics=[
@@ -253,6 +272,32 @@ def _read_eval(path: str) -> dict[str, float]:
 
 
 METRIC_TAG = "divtune.metric."
+
+
+EVAL_FP_TAG = "divtune.eval_fingerprint"
+
+
+def _champion_reference(cfg: PipelineConfig, name: str, champion: Any) -> tuple[dict[str, float], str]:
+    """The champion's metrics on this run's evaluation sets and seeds.
+
+    Its recorded metrics are reused when they were measured with the same evaluation settings
+    (same fingerprint); otherwise the champion is fetched from the registry and evaluated again.
+    """
+    import mlflow
+
+    fp = eval_fingerprint(cfg)
+    if champion.tags.get(EVAL_FP_TAG) == fp:
+        return ({k[len(METRIC_TAG):]: float(v) for k, v in champion.tags.items() if k.startswith(METRIC_TAG)},
+                f"champion v{champion.version}")
+    from divtune.registry import models as reg
+
+    print(f"champion v{champion.version} was evaluated with other settings: evaluating it again on this run's "
+          "sets and seeds", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="divtune-champion-") as tmp:
+        path = reg.download_model_version(f"models:/{name}/{champion.version}", tmp)
+        metrics, _ = evaluate_model(cfg, model_dir_of(path))
+    mlflow.log_metrics({f"champion_{k}": v for k, v in metrics.items()})
+    return metrics, f"champion v{champion.version} (re-evaluated)"
 
 
 def promote(config_yaml: str, run_key: str, candidate_eval: str, base_eval: str, out_json: str) -> dict[str, Any]:
@@ -291,8 +336,7 @@ def promote(config_yaml: str, run_key: str, candidate_eval: str, base_eval: str,
                 reg.set_alias(name, reg.CHAMPION, mv.version)
         else:
             if champion is not None:
-                ref = {k[len(METRIC_TAG):]: v for k, v in champion.tags.items() if k.startswith(METRIC_TAG)}
-                ref_name = f"champion v{champion.version}"
+                ref, ref_name = _champion_reference(cfg, name, champion)
             else:
                 ref, ref_name = base, "base"
             decision = gate.decide(policy, cand, ref, ref_name)
@@ -300,7 +344,8 @@ def promote(config_yaml: str, run_key: str, candidate_eval: str, base_eval: str,
                     **{f"{METRIC_TAG}{k}": f"{v:.6g}" for k, v in cand.items()},
                     **{f"divtune.base_metric.{k}": f"{v:.6g}" for k, v in base.items()},
                     reg.PREVIOUS_CHAMPION_TAG: str(champion.version) if champion is not None else "",
-                    "divtune.config_fingerprint": cfg.fingerprint(), "divtune.method": cfg.train.method}
+                    "divtune.config_fingerprint": cfg.fingerprint(), "divtune.method": cfg.train.method,
+                    EVAL_FP_TAG: eval_fingerprint(cfg)}
             mv = reg.register_version(name, source, merge_run.info.run_id, run_key, tags,
                                       description=f"{cfg.train.method} candidate from pipeline run {run_key}")
             reg.set_alias(name, reg.CHALLENGER, mv.version)

@@ -55,3 +55,32 @@ def test_rollback_bad_names():
     reg.ensure_registered_model(name)
     with pytest.raises(DivtuneError, match="has no champion"):
         reg.rollback(name)
+
+
+def test_champion_reference_is_measured_on_this_runs_sets(tmp_path, monkeypatch):
+    """Same evaluation fingerprint: the champion's recorded metrics; another one: evaluate it again."""
+    import mlflow
+
+    from divtune import stages
+    from divtune.config import load_config
+    from divtune.registry import models as reg
+
+    cfg = load_config("toy")
+    name = f"ref-{uuid.uuid4().hex[:8]}"
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    fp = stages.eval_fingerprint(cfg)
+    mv = reg.register_version(name, str(model), None, uuid.uuid4().hex,
+                              {stages.EVAL_FP_TAG: fp, f"{stages.METRIC_TAG}jsd_mean": "0.2",
+                               f"{stages.METRIC_TAG}invalid_rate": "0.01"})
+    calls = []
+    monkeypatch.setattr(stages, "evaluate_model", lambda c, d: calls.append(d) or ({"jsd_mean": 0.3, "invalid_rate": 0.0}, {}))
+    with mlflow.start_run():
+        ref, label = stages._champion_reference(cfg, name, reg.lookup(f"models:/{name}/{mv.version}"))
+        assert ref == {"jsd_mean": 0.2, "invalid_rate": 0.01} and calls == [] and label == f"champion v{mv.version}"
+
+        other = load_config("toy", overrides=["evaluate.seed=99"])
+        assert stages.eval_fingerprint(other) != fp
+        ref, label = stages._champion_reference(other, name, reg.lookup(f"models:/{name}/{mv.version}"))
+    assert ref == {"jsd_mean": 0.3, "invalid_rate": 0.0} and len(calls) == 1 and "re-evaluated" in label
