@@ -1,0 +1,1 @@
+"""lm-eval task configs for ``divtune evaluate benchmarks`` (package data; see :mod:`divtune.evaluate.benchmarks`)."""
