@@ -63,3 +63,72 @@ def unique_ratio(answers: Sequence[str | None]) -> float:
     if not answers:
         raise ValueError("unique_ratio needs at least one answer")
     return len({a for a in answers if a is not None}) / len(answers)
+
+
+# --------------------------------------------------------------------------------------
+# open-set and creative diversity (GAPO sections 6.2, 6.3)
+# --------------------------------------------------------------------------------------
+
+
+def unique_at_n(answers: Sequence[str | None]) -> int:
+    """Unique@N: the number of distinct valid answers among the N given.
+
+    Answers must already be normalised (:func:`divtune.data.open_set.normalize_answer`); ``None``
+    and ``""`` are invalid and not counted.
+    """
+    return len({a for a in answers if a})
+
+
+def cumulative_unique(answers: Sequence[str | None]) -> list[int]:
+    """``out[k]`` = Unique@(k+1) of the first k+1 answers (the curves of paper Figure 5a,b)."""
+    seen: set[str] = set()
+    out = []
+    for a in answers:
+        if a:
+            seen.add(a)
+        out.append(len(seen))
+    return out
+
+
+def mean_pairwise_cosine_distance(embeddings: Sequence[Sequence[float]] | np.ndarray) -> float:
+    """Mean of ``1 - cos(e_i, e_j)`` over all pairs i < j (paper Table 1, "embedding distance").
+
+    Rows are normalised here, so raw or unit embeddings give the same value.  Needs two rows and
+    no zero row.
+    """
+    e = np.asarray(embeddings, dtype=float)
+    if e.ndim != 2 or e.shape[0] < 2:
+        raise ValueError("mean_pairwise_cosine_distance needs at least two embedding rows")
+    norms = np.linalg.norm(e, axis=1, keepdims=True)
+    if np.any(norms == 0):
+        raise ValueError("mean_pairwise_cosine_distance: an embedding is the zero vector")
+    u = e / norms
+    sim = u @ u.T
+    n = e.shape[0]
+    iu = np.triu_indices(n, k=1)
+    return float(np.mean(1.0 - sim[iu]))
+
+
+def self_bleu(texts: Sequence[str]) -> float:
+    """Self-BLEU (Zhu et al. 2018) on sacrebleu's 0-100 scale.
+
+    Each text is the hypothesis and all the *other* texts are its references; sentence BLEU
+    (sacrebleu defaults: 4-grams, 13a tokenisation, exponential smoothing, effective order), averaged
+    over the texts.  100 means every text is repeated elsewhere; lexical diversity is
+    ``1 - self_bleu / 100``.
+    """
+    from sacrebleu.metrics import BLEU
+
+    texts = list(texts)
+    if len(texts) < 2:
+        raise ValueError("self_bleu needs at least two texts")
+    bleu = BLEU(effective_order=True)
+    scores = [bleu.sentence_score(t, texts[:i] + texts[i + 1 :]).score for i, t in enumerate(texts)]
+    return float(np.mean(scores))
+
+
+def distinct_ngram_ratio(text: str, n: int = 3) -> float:
+    """Distinct word n-grams / all word n-grams of one text (1.0 when it has fewer than n words)."""
+    words = text.split()
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 1.0
