@@ -42,6 +42,9 @@ def client(endpoint_url: str | None = None, max_attempts: int = 5):
 def _explain(exc: Exception, what: str) -> DivtuneError:
     from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
+    inner = exc.__cause__ or exc.__context__  # boto3's upload_file wraps the ClientError in S3UploadFailedError
+    if not isinstance(exc, ClientError) and isinstance(inner, (ClientError, EndpointConnectionError)):
+        exc = inner
     if isinstance(exc, ClientError):
         code = exc.response.get("Error", {}).get("Code", "")
         msg = {"NoSuchBucket": "bucket does not exist", "InvalidAccessKeyId": "wrong credentials (access key)",

@@ -4,7 +4,9 @@ Read top to bottom, ``make_pipeline`` *is* the DAG.  Every step is a lightweight
 ``components/`` calling one ``divtune.stages`` function; the run's whole config travels as one
 string parameter, so a compiled pipeline is self-describing and a recurring run can be re-pointed
 at a new preset without recompiling.  ``cluster`` (compile time) adds Kubernetes scheduling:
-GPUs for train/evaluate, tolerations, node selectors, a cache PVC, Secrets as env.
+GPUs for train/evaluate, tolerations, node selectors, a cache PVC, Secrets as env; with
+``cluster.train_nodes > 1`` or ``cluster.train_distributed: trainjob`` the train step creates a Kubeflow
+Trainer TrainJob instead of training in its own pod.
 """
 
 
@@ -17,7 +19,9 @@ from components.prepare_base import prepare_base
 from components.promote import promote
 from components.synthesize_data import synthesize_data
 from components.train import train
+from components.train_distributed import train_distributed
 from divtune.config import ClusterConfig
+from divtune.train.distributed import uses_trainjob
 from pipelines.cluster import apply
 
 PIPELINE_NAME = "divtune-retrain"
@@ -34,8 +38,13 @@ def make_pipeline(cluster: ClusterConfig | None = None):
         base = apply(prepare_base(config_yaml=config_yaml, run_key=key), cluster, "cpu")
         data = apply(synthesize_data(config_yaml=config_yaml, run_key=key), cluster, "cpu")
 
-        trained = apply(train(config_yaml=config_yaml, run_key=key,
-                              base_model=base.outputs["base_model"], data=data.outputs["data"]), cluster, "train")
+        if uses_trainjob(cluster):  # multi-GPU / multi-node: this step (no GPU) runs a Kubeflow Trainer TrainJob
+            trained = apply(train_distributed(config_yaml=config_yaml, run_key=key,
+                                              base_model=base.outputs["base_model"], data=data.outputs["data"]),
+                            cluster, "cpu")
+        else:
+            trained = apply(train(config_yaml=config_yaml, run_key=key,
+                                  base_model=base.outputs["base_model"], data=data.outputs["data"]), cluster, "train")
 
         merged = apply(merge_lora(config_yaml=config_yaml, run_key=key, base_model=base.outputs["base_model"],
                                   adapter=trained.outputs["adapter"]), cluster, "merge")

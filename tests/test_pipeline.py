@@ -185,8 +185,13 @@ def test_trainjob_manifest_for_multi_gpu_training():
     env = {e["name"]: e for e in t["env"]}
     assert config_from_yaml_text(env["DIVTUNE_CONFIG_JSON"]["value"]) == cfg
     assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "divtune-s3"  # a reference only
-    over = m["spec"]["podTemplateOverrides"][0]["spec"]
-    assert over["tolerations"][0]["key"] == "nvidia.com/gpu" and over["volumes"][0]["persistentVolumeClaim"]
+    patch = m["spec"]["runtimePatches"][0]  # Trainer >= v2.2 (podTemplateOverrides is gone)
+    job = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]
+    over = job["template"]["spec"]["template"]["spec"]
+    assert job["name"] == "node" and over["tolerations"][0]["key"] == "nvidia.com/gpu"
+    vols = {v["name"]: v for v in over["volumes"]}
+    assert vols["divtune-cache"]["persistentVolumeClaim"]["claimName"] == "divtune-cache"
+    assert vols["dshm"]["emptyDir"]["medium"] == "Memory"  # NCCL shared memory
     # the entry point the pods run parses that config (bad env is a one-line error)
     from conftest import run_cli
 
