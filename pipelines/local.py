@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+import warnings
 from pathlib import Path
 
 from divtune import paths
@@ -21,6 +22,10 @@ def run_local(cfg: PipelineConfig, run_key: str | None = None, *, pipeline_root:
     root = pipeline_root or str(paths.home() / "kfp-local")
     Path(root).mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # kfp.local warns once per task that it runs our images' code in this Python (that is the point) and that
+    # display names do nothing locally: noise on stderr, where a failed run must leave one line
+    warnings.filterwarnings("ignore", message="You may be attemping to run a task", category=RuntimeWarning)
+    warnings.filterwarnings("ignore", message=r".*settings \['display_name'\] have no effect", category=UserWarning)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=root, raise_on_error=True,
                enable_caching=enable_caching)
     retrain(config_yaml=cfg.to_json(), run_key=key)

@@ -18,8 +18,12 @@ from pipelines.retrain import PIPELINE_NAME
 
 
 def _client(host: str):
+    import warnings
+
     import kfp
 
+    # kfp.Client warns on every construction that it needs KFP >= 2.0.0-beta.2 (what the manifests deploy)
+    warnings.filterwarnings("ignore", message="This client only works with Kubeflow Pipeline", category=FutureWarning)
     try:
         client = kfp.Client(host=host)
         client.get_kfp_healthz()

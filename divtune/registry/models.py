@@ -30,11 +30,23 @@ def _mlflow_exc():
     return MlflowException
 
 
+_NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")  # the latter: "alias ... not found"
+
+
+def _reraise_unless_missing(exc: Exception) -> None:
+    """Only "no such model / version / alias" means absent; an unreachable or failing store
+    (``INTERNAL_ERROR`` after MLflow's retries, ...) propagates instead of reading as "absent"
+    (which would misreport a typo, or let a retried promotion register a second version)."""
+    if getattr(exc, "error_code", None) not in _NOT_FOUND:
+        raise exc
+
+
 def ensure_registered_model(name: str) -> None:
     c = tracking.client()
     try:
         c.get_registered_model(name)
-    except _mlflow_exc():
+    except _mlflow_exc() as exc:
+        _reraise_unless_missing(exc)
         c.create_registered_model(name, tags={"divtune": "true"})
 
 
@@ -43,7 +55,8 @@ def version_for_run_key(name: str, run_key: str):
     c = tracking.client()
     try:
         found = c.search_model_versions(f"name = '{name}' and tags.`{RUN_KEY_TAG}` = '{run_key}'")
-    except _mlflow_exc():
+    except _mlflow_exc() as exc:
+        _reraise_unless_missing(exc)
         return None
     return found[0] if found else None
 
@@ -53,7 +66,8 @@ def get_alias(name: str, alias: str):
     c = tracking.client()
     try:
         return c.get_model_version_by_alias(name, alias)
-    except _mlflow_exc():
+    except _mlflow_exc() as exc:
+        _reraise_unless_missing(exc)
         return None
 
 
@@ -61,7 +75,8 @@ def model_exists(name: str) -> bool:
     try:
         tracking.client().get_registered_model(name)
         return True
-    except _mlflow_exc():
+    except _mlflow_exc() as exc:
+        _reraise_unless_missing(exc)
         return False
 
 
@@ -118,7 +133,8 @@ def lookup(uri: str):
         if alias is not None:
             return c.get_model_version_by_alias(name, alias)
         return c.get_model_version(name, version)
-    except _mlflow_exc():
+    except _mlflow_exc() as exc:
+        _reraise_unless_missing(exc)
         what = f"alias {alias!r}" if alias is not None else f"version {version}"
         raise DivtuneError(f"registered model {name!r} has no {what}") from None
 
@@ -166,7 +182,8 @@ def champion_lineage(name: str) -> list[str]:
         chain.append(v)
         try:
             v = c.get_model_version(name, v).tags.get(PREVIOUS_CHAMPION_TAG, "")
-        except _mlflow_exc():
+        except _mlflow_exc() as exc:
+            _reraise_unless_missing(exc)
             break
     return chain
 
@@ -183,7 +200,8 @@ def rollback(name: str) -> dict[str, str]:
     c = tracking.client()
     try:
         c.get_model_version(name, prev)
-    except _mlflow_exc():
+    except _mlflow_exc() as exc:
+        _reraise_unless_missing(exc)
         raise DivtuneError(f"previous champion v{prev} of {name} no longer exists") from None
     c.set_registered_model_alias(name, CHAMPION, prev)
     c.set_model_version_tag(name, str(current.version), ROLLED_BACK_TAG, prev)

@@ -24,19 +24,59 @@ PARENT_TAG = "mlflow.parentRunId"
 
 log = logging.getLogger(__name__)
 
+_EXPORTED_REGISTRY = "_DIVTUNE_EXPORTED_REGISTRY_URI"
+HTTP_RETRY_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+
 
 def setup() -> str:
     """Point MLflow at the configured store (creating the embedded one's folder); return the URI."""
     import mlflow
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # A stopped tracking server fails a call in about half a minute instead of MLflow's ~4 minutes
+    # (7 retries, backoff factor 2): 5 retries, backoff 0, 2, 4, 8, 16 s.  The environment overrides.
+    for k, v in HTTP_RETRY_DEFAULTS.items():
+        os.environ.setdefault(k, v)
     uri = paths.tracking_uri()
     db = _sqlite_path(uri)
     if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
+    if urlparse(uri).scheme in ("http", "https"):
+        _announce_retries()
+    # mlflow.set_registry_uri exports MLFLOW_REGISTRY_URI to os.environ (and so to every child process): a
+    # value we exported ourselves is not a user's choice and must not pin the registry once the tracking URI moves
+    reg = os.environ.get("MLFLOW_REGISTRY_URI")
+    if not reg or reg == os.environ.get(_EXPORTED_REGISTRY):
+        reg = uri
+        os.environ[_EXPORTED_REGISTRY] = uri
+    else:  # the user's own registry URI
+        os.environ.pop(_EXPORTED_REGISTRY, None)
     mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or uri)
+    mlflow.set_registry_uri(reg)
     return uri
+
+
+class _RetryNotice(logging.Handler):
+    """urllib3 retries MLflow's HTTP requests silently (its logger has a NullHandler): one short
+    stderr line per retry, so a stage waiting on a stopped tracking server says why."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not str(record.msg).startswith("Retrying"):
+            return
+        try:
+            retry, err, url = record.args  # "Retrying (%r) after connection broken by '%r': %s"
+            what = f"{str(url).split('?')[0]} failed ({type(err).__name__}); {retry.total} retries left"
+        except (TypeError, ValueError, AttributeError):
+            what = " ".join(record.getMessage().split())[:200]
+        import sys
+
+        print(f"divtune: retrying MLflow at {paths.tracking_uri()}: {what}", file=sys.stderr, flush=True)
+
+
+def _announce_retries() -> None:
+    lg = logging.getLogger("urllib3.connectionpool")
+    if not any(isinstance(h, _RetryNotice) for h in lg.handlers):
+        lg.addHandler(_RetryNotice(logging.WARNING))
 
 
 def _sqlite_path(uri: str) -> Path | None:
@@ -104,7 +144,9 @@ def find_stage_run(experiment: str, run_key: str, stage: str):
 def open_pipeline_run(experiment: str, run_key: str, run_name: str, params: Mapping[str, Any], config_yaml: str) -> str:
     """Find or create the parent run of pipeline run ``run_key``; return its run id."""
     existing = find_pipeline_run(experiment, run_key)
-    if existing is not None:
+    if existing is not None:  # a re-run of the same pipeline run (after a failure, or cached): running again
+        if existing.info.status != "RUNNING":
+            client().update_run(existing.info.run_id, status="RUNNING")
         return existing.info.run_id
     c = client()
     run = c.create_run(
@@ -150,7 +192,9 @@ def stage_run(experiment: str, run_key: str, stage: str, params: Mapping[str, An
     try:
         yield rid
     except BaseException:
-        mlflow.end_run("FAILED")
+        # best effort: with the tracking server down these fail too, and the stage's own error is what counts
+        with contextlib.suppress(Exception):
+            mlflow.end_run("FAILED")
         with contextlib.suppress(Exception):
             c.set_terminated(parent.info.run_id, "FAILED")
         raise

@@ -53,12 +53,12 @@ def merge_lora(base_dir: str | os.PathLike, adapter_dir: str | os.PathLike, out_
     The result is written to a temporary sibling, reloaded and made to generate, and only then
     moved to ``out_dir``: a failed merge leaves nothing behind.
     """
+    check_model_dir(base_dir)  # before the heavy imports: bad paths are one-line errors in a second
+    adapter = check_adapter_dir(adapter_dir)
     from peft import PeftModel
 
     from divtune.train.models import load_model_and_tokenizer
 
-    check_model_dir(base_dir)
-    adapter = check_adapter_dir(adapter_dir)
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))

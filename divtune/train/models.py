@@ -40,11 +40,15 @@ def check_model_dir(path: str | os.PathLike) -> Path:
 
 def load_model_and_tokenizer(path: str | os.PathLike, *, dtype: str = "auto", device: str | None = None,
                              trust_remote_code: bool = False) -> tuple[Any, Any]:
+    p = check_model_dir(path)  # before the heavy imports: a bad path is a one-line error in a second
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    p = check_model_dir(path)
+    if os.environ.get("DIVTUNE_NO_PROGRESS") == "1":  # no "Loading weights" bars in CI logs
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     torch_dtype: Any = _DTYPES.get(dtype, "auto")
     if torch_dtype == "auto":
         torch_dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32

@@ -187,12 +187,31 @@ def sft_config(tc: TrainConfig, output_dir: Path, num_rows: int):
 # --------------------------------------------------------------------------------------
 
 
+def checkpoint_complete(path: Path) -> bool:
+    """Whether a ``checkpoint-N`` directory was written to the end: the Trainer writes
+    ``trainer_state.json`` last, after the (safetensors) weights, so a run killed while saving
+    leaves a directory without a readable one."""
+    import json
+
+    try:
+        state = json.loads((path / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(state, dict) and "global_step" in state and any(path.glob("*.safetensors"))
+
+
 def last_checkpoint(output_dir: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest *complete* checkpoint under ``output_dir`` (a half-written one from a kill is skipped)."""
+    import re
 
     if not output_dir.is_dir():
         return None
-    return get_last_checkpoint(str(output_dir))
+    found = [(int(m.group(1)), p) for p in output_dir.iterdir()
+             if p.is_dir() and (m := re.fullmatch(r"checkpoint-(\d+)", p.name))]
+    for _, p in sorted(found, reverse=True):
+        if checkpoint_complete(p):
+            return str(p)
+    return None
 
 
 def train(base_model_dir: str | os.PathLike, rows: Sequence[dict[str, Any]], tc: TrainConfig,
@@ -208,6 +227,7 @@ def train(base_model_dir: str | os.PathLike, rows: Sequence[dict[str, Any]], tc:
 
     ckpt = Path(checkpoint_dir)
     ckpt.mkdir(parents=True, exist_ok=True)
+    reward = None if tc.method == "sft" else group_reward_for(tc)  # bad reward settings fail before the model loads
     model, tokenizer = load_model_and_tokenizer(base_model_dir, dtype=dtype, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -225,7 +245,6 @@ def train(base_model_dir: str | os.PathLike, rows: Sequence[dict[str, Any]], tc:
 
         from divtune.rewards.trl_adapter import TRLGroupReward
 
-        reward = group_reward_for(tc)
         meta_keys = getattr(reward, "meta_keys", ("items",))
         fn = TRLGroupReward(reward, tc.num_generations, meta_keys=meta_keys)
         trainer = GRPOTrainer(model=model, reward_funcs=[fn], args=grpo_config(tc, ckpt), train_dataset=rl_dataset(rows, system_prompt, few_shot),
