@@ -94,3 +94,362 @@ def test_classifier_partitioner_batches_and_bad_paths(tmp_path):
     assert part.pairs_scored == 15  # all G(G-1)/2 pairs, in batches of 4
     strict = ClassifierPartitioner(d, threshold=1.0)
     assert strict.partition(["Paris", "paris", "a much longer answer than five words here"]) == [0, 0, 1]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# quality rewards: verifiable math, reward model, none; wiring through build_darling_reward
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text,expected", [
+    (r"so the total is \boxed{42}.", "42"),
+    (r"\boxed{\frac{3}{4}} and later \boxed{\dfrac{1}{2}}", r"\dfrac{1}{2}"),  # the last box, nested braces
+    ("<answer>17</answer>", "17"),
+    ("<answer>the result is \\boxed{9}</answer>", "9"),
+    ("Natalia sold 24 + 48 clips.\n#### 72", "72"),
+    ("5 apples and then 7 more make 12 apples.", "12"),
+    ("the sum is 1,234,567 in all", "1,234,567"),
+    ("I have no idea.", None),
+    ("", None),
+])
+def test_math_answer_extraction(text, expected):
+    from divtune.rewards.quality import extract_final_answer
+
+    assert extract_final_answer(text) == expected
+
+
+@pytest.mark.parametrize("pred,gold,equal", [
+    ("72", "72", True),
+    ("1,234", "1234", True),
+    ("0.75", "3/4", True),
+    (r"\frac{3}{4}", "0.75", True),
+    ("-2.50", "-5/2", True),
+    (r"\$18.00", "18", True),
+    (r"12 \text{ cm}", "12", True),
+    ("x = 5", "5", True),
+    ("50\\%", "50", True),
+    ("1e3", "1000", True),
+    (r"\text{(B)}", "B", True),
+    ("13", "12", False),
+    ("1/3", "0.3333", False),  # strict: a rounded decimal is not the fraction
+    ("12.5", "12", False),
+    ("abc", "12", False),
+])
+def test_math_answers_compare_numerically(pred, gold, equal):
+    from divtune.rewards.quality import answers_equal
+
+    assert answers_equal(pred, gold, use_sympy=False) is equal
+
+
+@pytest.mark.skipif(not __import__("divtune.rewards.quality", fromlist=["x"]).sympy_available(), reason="no sympy")
+@pytest.mark.parametrize("pred,gold,equal", [
+    (r"\sqrt{3}/2", r"\frac{\sqrt{3}}{2}", True),
+    (r"x^2+2x+1", "(x+1)^2", True),
+    (r"2\pi", r"\pi + \pi", True),
+    (r"\sqrt{2}", r"\frac{2}{\sqrt{2}}", True),
+    (r"\sqrt{3}", r"\sqrt{2}", False),
+    ("9^{99999}", "1", False),  # refused before sympy (huge power), not evaluated
+    ("__import__('os')", "1", False),  # not whitelisted: never reaches sympy's parser
+])
+def test_math_answers_compare_symbolically(pred, gold, equal):
+    from divtune.rewards.quality import answers_equal
+
+    assert answers_equal(pred, gold) is equal
+
+
+def test_symbolic_check_has_a_timeout():
+    import time as _time
+
+    from divtune.rewards.quality import _Timeout, _with_timeout
+
+    t = _time.perf_counter()
+    with pytest.raises(_Timeout):
+        _with_timeout(lambda: _time.sleep(5), 0.2)
+    assert _time.perf_counter() - t < 2
+    import threading
+
+    # from a worker thread (no SIGALRM there): a daemon thread is abandoned after the timeout
+    errs = []
+
+    def worker():
+        try:
+            _with_timeout(lambda: _time.sleep(5), 0.2)
+        except _Timeout:
+            errs.append("timeout")
+
+    w = threading.Thread(target=worker)
+    w.start()
+    w.join(3)
+    assert errs == ["timeout"]
+
+
+def test_math_quality_by_hand():
+    from divtune.rewards.quality import MathQuality, gold_answer
+
+    q = MathQuality()
+    group = [r"12 + 30 = 42, so \boxed{42}", "The answer is 42.", "<answer>41</answer>", "#### 42.0", "", "no idea"]
+    assert q(group, {"answer": "Tom has 12 and gets 30.\n#### 42"}) == [1.0, 1.0, 0.0, 1.0, 0.0, 0.0]
+    assert q([r"\boxed{0.75}", r"\boxed{3/4}", r"\boxed{\frac{6}{8}}", r"\boxed{0.7}"], {"answer": "3/4"}) == [1, 1, 1, 0]
+    assert gold_answer(42) == "42" and gold_answer(r"so \boxed{7}") == "7"
+    with pytest.raises(DivtuneError, match="meta\\['answer'\\]"):
+        q(["1"], {})
+    with pytest.raises(DivtuneError, match="non-empty"):
+        q(["1"], {"answer": "  "})
+
+
+def test_math_darling_partitions_only_correct_answers():
+    from divtune.rewards.quality import MathQuality
+
+    r = DarlingReward(ExactPartitioner(), MathQuality(), partition_correct_only=True)
+    assert r.meta_keys == ("answer",)
+    group = [r"\boxed{4}", r"\boxed{4}", r"2+2: \boxed{4}", r"\boxed{5}", r"\boxed{5}"]
+    q, d, classes = r.scores(group, {"answer": "4"})
+    assert q == [1, 1, 1, 0, 0]
+    # the two identical correct ones share a class; the wrong ones stay singletons even though they are equal
+    assert classes[0] == classes[1] != classes[2] and len({classes[2], classes[3], classes[4]}) == 3
+    assert r(group, {"answer": "4"}) == pytest.approx([0.75, 0.75, 1.0, 0.0, 0.0])
+
+
+def test_quality_none_and_negative_quality_guard():
+    from divtune.rewards.quality import NoQuality
+
+    r = DarlingReward(ExactPartitioner(), NoQuality())
+    assert r.meta_keys == () and r(["a", "a", "b"], {}) == pytest.approx([0.5, 0.5, 1.0])
+
+    def signed(completions, meta):
+        return [-1.0, 2.0, 0.5]
+
+    with pytest.raises(DivtuneError, match="quality_shift=group_min"):
+        DarlingReward(ExactPartitioner(), signed, meta_keys=())(["a", "b", "c"], {})
+    shifted = DarlingReward(ExactPartitioner(), signed, meta_keys=(), quality_shift="group_min")
+    assert shifted(["a", "b", "c"], {}) == pytest.approx([0.0, 3.0, 1.5])
+    assert shifted.diagnostics(["a", "b", "c"], {})["quality"] == pytest.approx(0.5)  # raw, unshifted
+
+
+def test_diagnostics_reuse_the_rewards_partition():
+    calls = []
+
+    class Counting(ExactPartitioner):
+        def partition(self, texts):
+            calls.append(len(texts))
+            return super().partition(texts)
+
+    r = DarlingReward(Counting())
+    meta = {"items": ["cat", "dog"]}
+    group = ["<answer>cat</answer>", "<answer>dog</answer>"]
+    r(group, meta)
+    r.diagnostics(group, meta)  # what the TRL adapter does right after the reward
+    assert calls == [2]
+    r(group, {"items": ["cat", "dog"]})  # another group (new metadata): partitioned again
+    assert calls == [2, 2]
+
+
+def _tiny_classifier(d, num_labels=2, vocab_from=None):
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    from divtune.rewards.partition import default_embedding_model
+
+    tok = BertTokenizerFast.from_pretrained(vocab_from or default_embedding_model())
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1,
+                                                     num_attention_heads=2, intermediate_size=64,
+                                                     num_labels=num_labels))
+    model.save_pretrained(d)
+    tok.save_pretrained(d)
+    return d
+
+
+def test_reward_model_quality_scores_batched(tmp_path):
+    from divtune.rewards.quality import RewardModelQuality
+
+    scalar = RewardModelQuality(_tiny_classifier(tmp_path / "rm1", num_labels=1), batch_size=2)
+    group = ["a short answer", "a much longer and more detailed answer to the question", "ok"]
+    s1 = scalar(group, {"question": "What is a good answer?"})
+    assert len(s1) == 3 and len(set(s1)) == 3  # one logit per completion, batched in twos
+    assert scalar.meta_keys == ("question",)
+    # batching does not change the scores
+    assert RewardModelQuality(tmp_path / "rm1", batch_size=8)(group, {"question": "What is a good answer?"}) == \
+        pytest.approx(s1, abs=1e-5)
+    two = RewardModelQuality(_tiny_classifier(tmp_path / "rm2", num_labels=2))
+    p = two(group, {"question": "q"})
+    assert all(0.0 <= x <= 1.0 for x in p)  # P(label 1)
+    with pytest.raises(DivtuneError, match="question"):
+        two(group, {"question": ""})
+
+
+def test_build_darling_reward_for_every_quality(tmp_path):
+    from divtune.config import DarlingConfig
+    from divtune.rewards.darling import build_darling_reward
+    from divtune.rewards.quality import MathQuality, NoQuality, RewardModelQuality, list_validity_quality
+
+    assert build_darling_reward(DarlingConfig(partitioner="exact")).quality is list_validity_quality
+    math = build_darling_reward(DarlingConfig(partitioner="exact", quality="math", partition_correct_only=True))
+    assert isinstance(math.quality, MathQuality) and math.correct_only and math.meta_keys == ("answer",)
+    assert isinstance(build_darling_reward(DarlingConfig(partitioner="exact", quality="none")).quality, NoQuality)
+    rm = build_darling_reward(DarlingConfig(partitioner="exact", quality="reward_model", quality_shift="group_min",
+                                            reward_model_path=str(_tiny_classifier(tmp_path / "rm", num_labels=1))))
+    assert isinstance(rm.quality, RewardModelQuality) and rm.meta_keys == ("question",)
+    vals = rm(["one answer here", "another answer there", "one answer here"], {"question": "q"})
+    assert len(vals) == 3 and min(vals) == 0.0  # shifted by the group minimum
+
+
+@pytest.mark.parametrize("kw,exc,msg", [
+    (dict(quality="reward_model"), ConfigError, "train.darling.reward_model_path"),
+    (dict(quality="reward_model", reward_model_path="/no/such/rm"), DivtuneError, "/no/such/rm"),
+    (dict(partitioner="classifier"), ConfigError, "train.darling.partitioner_path"),
+    (dict(partitioner="classifier", partitioner_path="/no/such/clf"), DivtuneError, "/no/such/clf"),
+    (dict(threshold=1.5), ConfigError, r"threshold must be in \[0, 1\]"),
+    (dict(threshold=-0.1), ConfigError, r"threshold must be in \[0, 1\]"),
+    (dict(quality="reward_model", partition_correct_only=True, reward_model_path="/x"), ConfigError,
+     "partition_correct_only"),
+])
+def test_bad_darling_settings_are_one_line_errors(kw, exc, msg):
+    from divtune.config import DarlingConfig
+    from divtune.rewards.darling import build_darling_reward
+
+    with pytest.raises(exc, match=msg) as info:
+        build_darling_reward(DarlingConfig(**{"partitioner": "exact", **kw}))
+    assert "\n" not in str(info.value)
+
+
+def test_a_directory_that_is_not_a_classifier_is_refused(tmp_path):
+    from transformers import BertConfig, BertModel
+
+    from divtune.rewards.partition import ClassifierPartitioner, default_embedding_model
+    from divtune.rewards.quality import RewardModelQuality
+
+    BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                         vocab_size=100)).save_pretrained(tmp_path / "encoder")
+    for path in (tmp_path / "encoder", default_embedding_model()):  # base encoders: no trained head
+        with pytest.raises(DivtuneError, match="not a sequence-classification checkpoint"):
+            ClassifierPartitioner(path)
+        with pytest.raises(DivtuneError, match="not a sequence-classification checkpoint"):
+            RewardModelQuality(path)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{not json")
+    with pytest.raises(DivtuneError, match="broken"):
+        ClassifierPartitioner(tmp_path / "broken")
+
+
+def test_darling_presets_load_and_demand_their_paths(tmp_path):
+    from divtune.config import load_config
+    from divtune.rewards.darling import check_darling_config
+
+    math = load_config("qwen3-4b-darling-math")
+    t = math.train
+    assert (math.model.hub_id, t.method, t.num_generations, t.learning_rate, t.beta) == \
+        ("Qwen/Qwen3-4B-Base", "darling", 8, 1e-6, 0.0)
+    assert (t.scale_rewards, t.loss_type, t.max_completion_length) == ("none", "dapo", 8192)
+    assert (t.darling.partitioner, t.darling.threshold, t.darling.quality, t.darling.partition_correct_only) == \
+        ("classifier", 0.5, "math", True)
+    assert t.per_device_train_batch_size * t.gradient_accumulation_steps * math.cluster.train_gpus == 256 * 8
+    inst = load_config("llama3.1-8b-darling-instruct")
+    t = inst.train
+    assert (inst.model.hub_id, t.learning_rate, t.beta, t.max_completion_length) == \
+        ("meta-llama/Llama-3.1-8B-Instruct", 1e-6, 0.001, 1024)
+    assert (t.darling.threshold, t.darling.quality, t.darling.quality_shift, t.scale_rewards) == \
+        (0.32, "reward_model", "group_min", "none")
+    assert t.per_device_train_batch_size * t.gradient_accumulation_steps * inst.cluster.train_gpus == 64 * 8
+    with pytest.raises(ConfigError, match="partitioner_path") as e1:
+        check_darling_config(math.train.darling)
+    with pytest.raises(ConfigError, match="partitioner_path.*reward_model_path") as e2:
+        check_darling_config(inst.train.darling)
+    assert "\n" not in str(e1.value) + str(e2.value)
+    d = tmp_path / "clf"
+    d.mkdir()
+    ok = load_config("qwen3-4b-darling-math", overrides=[f"train.darling.partitioner_path={d}"])
+    check_darling_config(ok.train.darling)  # set: passes the cheap check
+
+
+def test_cli_refuses_a_darling_preset_without_its_paths(tmp_path):
+    from tests.conftest import run_cli
+    from divtune.data.math import synthesize_arithmetic, write_jsonl
+
+    data = write_jsonl(synthesize_arithmetic(4, 0), tmp_path / "math.jsonl")
+    r = run_cli("train", "--preset", "qwen3-4b-darling-math", "--data", str(data), "-o", str(tmp_path / "a"))
+    assert r.returncode == 2, r.stderr
+    lines = [x for x in r.stderr.strip().splitlines() if x.startswith("divtune: error:")]
+    assert len(lines) == 1 and "train.darling.partitioner_path" in lines[0]
+    r = run_cli("run", "--preset", "llama3.1-8b-darling-instruct")  # before any step starts or any download
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "train.darling.partitioner_path" in r.stderr and "train.darling.reward_model_path" in r.stderr
+
+
+def test_math_data_synthesis_and_gsm8k_loader(tmp_path):
+    from divtune.data.math import read_jsonl, read_rows, synthesize_arithmetic, write_jsonl
+    from divtune.errors import DataError
+    from divtune.rewards.quality import MathQuality
+
+    ex = synthesize_arithmetic(40, 3)
+    assert ex == synthesize_arithmetic(40, 3) and ex != synthesize_arithmetic(40, 4)
+    p = write_jsonl(ex, tmp_path / "a.jsonl")
+    rows = read_rows(p)
+    assert rows[0].keys() == {"group_id", "prompt", "question", "answer"} and "\\boxed{}" in rows[0]["prompt"]
+    q = MathQuality()
+    for e in ex:  # the reference answer, boxed, is always correct
+        assert q([f"\\boxed{{{e.answer}}}"], {"answer": e.answer}) == [1.0]
+    g = tmp_path / "gsm8k.jsonl"
+    g.write_text('{"question": "Q1?", "answer": "step 1\\n#### 1,000"}\n\n{"question": "Q2?", "answer": 7}\n')
+    got = read_jsonl(g)
+    assert [x.answer for x in got] == ["step 1\n#### 1,000", "7"]
+    assert q(["so \\boxed{1000}"], {"answer": got[0].answer}) == [1.0]
+    bad = tmp_path / "bad.jsonl"
+    for text, msg in [('{"question": "Q"}\n', "line 1: missing answer"), ('{"answer": "1"}\n', "line 1: question"),
+                      ('{"question": "Q", "answer": "1"}\nnot json\n', "line 2: not valid JSON"),
+                      ('{"question": "Q", "answer": true}\n', "line 1: answer"), ("\n", "no records")]:
+        bad.write_text(text)
+        with pytest.raises(DataError, match=msg) as info:
+            read_jsonl(bad)
+        assert str(bad) in str(info.value) and "\n" not in str(info.value)
+    bad.write_text('{"question": "Q"}\n')
+    assert read_rows(bad, require_answer=False, instruction=None) == [{"group_id": "bad-000001", "prompt": "Q",
+                                                                       "question": "Q"}]
+
+
+def test_math_darling_through_the_trl_adapter():
+    """What GRPOTrainer calls: the dataset's ``answer`` column reaches the math quality, group by group."""
+    from divtune.data.math import MathExample
+    from divtune.rewards.quality import MathQuality
+    from divtune.rewards.trl_adapter import TRLGroupReward
+
+    reward = DarlingReward(ExactPartitioner(), MathQuality(), partition_correct_only=True)
+    fn = TRLGroupReward(reward, 3, meta_keys=reward.meta_keys, gather=None)
+    rows = [MathExample("a", "What is 2+2?", "4").to_row(), MathExample("b", "What is 1/2+1/4?", "3/4").to_row()]
+    completions = [r"\boxed{4}", r"\boxed{4}", r"\boxed{5}", r"\boxed{0.75}", r"\boxed{3/4}", "no idea"]
+    logged = {}
+    out = fn(prompts=[r["prompt"] for r in rows for _ in range(3)], completions=completions,
+             group_id=[r["group_id"] for r in rows for _ in range(3)],
+             answer=[r["answer"] for r in rows for _ in range(3)], log_metric=logged.__setitem__)
+    # group a: two equal correct answers (div 1/2), one wrong; group b: two different correct forms (div 1)
+    assert out == pytest.approx([0.5, 0.5, 0.0, 1.0, 1.0, 0.0])
+    assert logged["diversity/quality"] == pytest.approx(2 / 3)
+
+
+def test_partitioners_compare_only_distinct_responses(tmp_path):
+    from divtune.rewards.partition import ClassifierPartitioner, dedupe, expand
+
+    assert dedupe(["A b", "a  B", "c", "a b"]) == (["A b", "c"], [0, 0, 1, 0])
+    assert expand([1, 0], [0, 0, 1, 0]) == [0, 0, 1, 0]
+    d = _tiny_classifier(tmp_path / "clf")
+    part = ClassifierPartitioner(d, threshold=1.0, batch_size=3)  # threshold 1: no scored pair is similar
+    long = [f"response number {i % 3} with quite a few words in it" for i in range(12)]
+    assert part.partition(long) == [0, 1, 2] * 4
+    assert part.pairs_scored == 3  # 3 distinct responses: 3 pairs, not 66
+    # scores do not depend on the batch order (length-sorted batches are put back in place)
+    pairs = [("a b c d e f g", "x"), ("short", "a much much longer second text with many words"), ("p q", "r s")]
+    one = ClassifierPartitioner(d, batch_size=1).similar_probs(pairs)
+    assert ClassifierPartitioner(d, batch_size=8).similar_probs(pairs) == pytest.approx(one, abs=1e-5)
+
+
+@pytest.mark.parametrize("overrides,msg", [
+    (["train.darling.quality=math"], "needs data.task math"),
+    (["train.darling.quality=reward_model"], "needs data.task prompts or math"),
+    (["data.task=math"], "list_validity needs data.task lists"),
+])
+def test_darling_quality_must_match_the_data_task(overrides, msg):
+    from divtune.config import load_config
+
+    with pytest.raises(ConfigError, match=msg):
+        load_config("toy-darling", overrides=overrides)
+    load_config("toy-darling", overrides=["train.darling.quality=none"])  # diversity alone: any task

@@ -5,17 +5,27 @@ floored at ``diversity_floor`` (0.1 in the reference).  With ``partition_correct
 responses are singletons and only correct ones are partitioned.  Multiplicative (default):
 ``r_i = q_i x div_i``; additive (ablation): per-group min-max normalised quality + diversity.
 Train it with ``scale_rewards="none"`` and a token-level loss (``loss_type="dapo"``).
+
+Quality rewards (list validity, verifiable math, a reward model, none) live in
+:mod:`divtune.rewards.quality`.  With ``quality_shift="group_min"`` (the reference's bias shift) each
+group's quality is shifted by minus its minimum, so unbounded reward-model scores multiply sensibly;
+a negative quality under the multiplicative combination is otherwise an error, never a silently
+inverted reward.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from divtune.errors import ConfigError, DivtuneError
-from divtune.rewards.extract import match_item
 from divtune.rewards.partition import Partitioner, make_partitioner
+from divtune.rewards.quality import build_quality, check_reward_model_path, list_validity_quality
+
+__all__ = ["DarlingReward", "build_darling_reward", "check_darling_config", "combine", "diversity_scores",
+           "list_validity_quality"]
 
 
 def diversity_scores(classes: Sequence[int], floor: float = 0.1) -> list[float]:
@@ -39,19 +49,14 @@ def combine(quality: Sequence[float], diversity: Sequence[float], mode: str = "m
     raise ConfigError(f"unknown combination {mode!r} (multiplicative, additive)")
 
 
-def list_validity_quality(completions: Sequence[str], meta: Mapping[str, Any]) -> list[float]:
-    items = meta.get("items")
-    if not isinstance(items, (list, tuple)) or len(items) < 2:
-        raise DivtuneError("list-validity quality needs meta['items'] with at least two items")
-    return [1.0 if match_item(c, items) is not None else 0.0 for c in completions]
-
-
 class DarlingReward:
     def __init__(self, partitioner: Partitioner, quality=list_validity_quality, *, diversity_floor: float = 0.1,
                  combination: str = "multiplicative", partition_correct_only: bool = False,
-                 meta_keys: Sequence[str] = ("items",)) -> None:
+                 meta_keys: Sequence[str] | None = None, quality_shift: str = "none") -> None:
         if not 0.0 <= diversity_floor <= 1.0:
             raise ConfigError(f"diversity_floor must be in [0, 1], got {diversity_floor}")
+        if quality_shift not in ("none", "group_min"):
+            raise ConfigError(f"unknown quality_shift {quality_shift!r} (none, group_min)")
         combine([1.0], [1.0], combination)  # validates the mode
         self.name = f"darling_{partitioner.name}"
         self.partitioner = partitioner
@@ -59,7 +64,9 @@ class DarlingReward:
         self.floor = diversity_floor
         self.combination = combination
         self.correct_only = partition_correct_only
-        self.meta_keys = tuple(meta_keys)
+        self.quality_shift = quality_shift
+        self.meta_keys = tuple(meta_keys if meta_keys is not None else getattr(quality, "meta_keys", ("items",)))
+        self._last: tuple[tuple[str, ...], Any, tuple] | None = None  # diagnostics reuse the reward's partition
 
     def _classes(self, completions: Sequence[str], quality: Sequence[float]) -> list[int]:
         if not any(c.strip() for c in completions):
@@ -75,25 +82,75 @@ class DarlingReward:
         return classes
 
     def scores(self, completions: Sequence[str], meta: Mapping[str, Any]) -> tuple[list[float], list[float], list[int]]:
+        """(quality as combined -- shifted if configured --, diversity, class ids) for one group."""
+        return self._compute(completions, meta)[:3]
+
+    def _compute(self, completions: Sequence[str], meta: Mapping[str, Any]) -> tuple:
         if len(completions) < 2:
             raise DivtuneError(f"a DARLING group needs at least 2 responses, got {len(completions)}")
+        key = tuple(completions)
+        if self._last is not None and self._last[1] is meta and self._last[0] == key:
+            return self._last[2]  # type: ignore[return-value]
         q = [float(x) for x in self.quality(completions, meta)]
+        if len(q) != len(completions):
+            raise DivtuneError(f"quality reward returned {len(q)} values for {len(completions)} completions")
         classes = self._classes(completions, q)
-        return q, diversity_scores(classes, self.floor), classes
+        raw = q
+        if self.quality_shift == "group_min":
+            lo = min(q)
+            q = [x - lo for x in q]
+        elif self.combination == "multiplicative" and min(q) < 0:
+            raise DivtuneError(f"quality {min(q):.4g} < 0 under the multiplicative combination would reward "
+                               "duplicates over diverse responses: set train.darling.quality_shift=group_min "
+                               "or use a quality in [0, 1]")
+        out = (q, diversity_scores(classes, self.floor), classes, raw)
+        self._last = (key, meta, out)
+        return out
 
     def __call__(self, completions: Sequence[str], meta: Mapping[str, Any]) -> list[float]:
         q, d, _ = self.scores(completions, meta)
         return combine(q, d, self.combination)
 
     def diagnostics(self, completions: Sequence[str], meta: Mapping[str, Any]) -> dict[str, float]:
-        q, d, classes = self.scores(completions, meta)
+        _, d, classes, q = self._compute(completions, meta)
         return {"quality": sum(q) / len(q), "diversity": sum(d) / len(d), "classes": float(len(set(classes)))}
 
 
+def check_darling_config(dc, *, local_paths: bool = True) -> None:
+    """Cheap checks of :class:`divtune.config.DarlingConfig` (no model is loaded): the settings fit together,
+    required paths are set and (``local_paths``: they are paths on this machine) exist.  One line
+    (:class:`ConfigError` / :class:`DivtuneError`) naming every required path still unset."""
+    if not 0.0 <= dc.threshold <= 1.0:
+        raise ConfigError(f"train.darling.threshold must be in [0, 1], got {dc.threshold}")
+    if dc.partition_correct_only and dc.quality not in ("math", "list_validity"):
+        raise ConfigError(f"train.darling.partition_correct_only needs a correct/incorrect quality "
+                          f"(math, list_validity), got {dc.quality!r}")
+    missing = []
+    if dc.partitioner == "classifier" and not dc.partitioner_path:
+        missing.append("train.darling.partitioner_path (the classifier partitioner's pair classifier: "
+                       "a directory from divtune train-partitioner or an s3:// prefix)")
+    if dc.quality == "reward_model" and not dc.reward_model_path:
+        missing.append("train.darling.reward_model_path (quality: reward_model; a *ForSequenceClassification "
+                       "directory or s3:// prefix)")
+    if missing:
+        raise ConfigError(f"required setting(s) not set: {'; '.join(missing)} -- "
+                          f"e.g. --set {missing[0].split(' ')[0]}=DIR")
+    if not local_paths:  # e.g. a pipeline submitted to a cluster: the paths are the cluster's
+        return
+    if dc.partitioner == "classifier" and not str(dc.partitioner_path).startswith("s3://") \
+            and not Path(dc.partitioner_path).is_dir():
+        raise DivtuneError(f"classifier path does not exist or is not a directory: {dc.partitioner_path}")
+    if dc.quality == "reward_model":
+        check_reward_model_path(dc.reward_model_path)
+
+
 def build_darling_reward(dc) -> DarlingReward:
-    """From :class:`divtune.config.DarlingConfig`."""
-    if dc.quality != "list_validity":
-        raise ConfigError(f"darling quality {dc.quality!r} is not available yet (list_validity)")
-    part = make_partitioner(dc.partitioner, dc.partitioner_path, dc.threshold)
-    return DarlingReward(part, list_validity_quality, diversity_floor=dc.diversity_floor,
-                         combination=dc.combination, partition_correct_only=dc.partition_correct_only)
+    """From :class:`divtune.config.DarlingConfig`: quality (list_validity, math, reward_model, none) x
+    partition diversity; bad settings fail here, before any policy model loads."""
+    check_darling_config(dc)
+    part = make_partitioner(dc.partitioner, dc.partitioner_path, dc.threshold,
+                            max_length=getattr(dc, "partitioner_max_length", 512))
+    quality = build_quality(dc)
+    return DarlingReward(part, quality, diversity_floor=dc.diversity_floor, combination=dc.combination,
+                         partition_correct_only=dc.partition_correct_only,
+                         quality_shift=getattr(dc, "quality_shift", "none"))

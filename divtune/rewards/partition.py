@@ -54,6 +54,27 @@ def _check_group(texts: Sequence[str]) -> None:
         raise DivtuneError(f"a DARLING group needs at least 2 responses, got {len(texts)}")
 
 
+def dedupe(texts: Sequence[str]) -> tuple[list[str], list[int]]:
+    """Responses equal after lower-casing and whitespace collapsing are one response: the distinct ones, and
+    for every text the index of its distinct representative (only distinct ones go to a model)."""
+    keys: dict[str, int] = {}
+    reps: list[str] = []
+    idx: list[int] = []
+    for t in texts:
+        k = " ".join(t.lower().split())
+        if k not in keys:
+            keys[k] = len(reps)
+            reps.append(t)
+        idx.append(keys[k])
+    return reps, idx
+
+
+def expand(classes: Sequence[int], idx: Sequence[int]) -> list[int]:
+    """Class ids of the distinct responses mapped back to every response (renumbered by first appearance)."""
+    ids: dict[int, int] = {}
+    return [ids.setdefault(classes[u], len(ids)) for u in idx]
+
+
 def _check_threshold(t: float) -> float:
     if not 0.0 <= t <= 1.0:
         raise ConfigError(f"partition threshold must be in [0, 1], got {t}")
@@ -116,72 +137,116 @@ class EmbeddingPartitioner:
 
     def partition(self, texts: Sequence[str]) -> list[int]:
         _check_group(texts)
-        emb = self.model.encode(list(texts), batch_size=self.batch_size, convert_to_tensor=True,
+        reps, idx = dedupe(texts)
+        if len(reps) == 1:
+            return [0] * len(texts)
+        emb = self.model.encode(reps, batch_size=self.batch_size, convert_to_tensor=True,
                                 normalize_embeddings=True, show_progress_bar=False)
         sim = (emb @ emb.T).cpu().tolist()
-        n = len(texts)
-        return union_find(n, [(i, j) for i in range(n) for j in range(i + 1, n) if sim[i][j] >= self.threshold])
+        n = len(reps)
+        pairs = [(i, j) for i in range(n) for j in range(i + 1, n) if sim[i][j] >= self.threshold]
+        return expand(union_find(n, pairs), idx)
+
+
+def load_sequence_classifier(path: Path, what: str = "classifier", dtype=None):
+    """(tokenizer, model) of a fine-tuned ``*ForSequenceClassification`` checkpoint (safetensors), or one line.
+
+    A base encoder or a causal LM would load with a freshly initialised head and score at random, so the
+    saved ``architectures`` must name a sequence-classification head.
+    """
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except Exception as exc:  # noqa: BLE001 - no / corrupted config.json
+        raise DivtuneError(f"{what} {path} is not a sequence-classification checkpoint: "
+                           f"{' '.join(str(exc).split())[:200]}") from None
+    archs = list(getattr(config, "architectures", None) or [])
+    if not any(a.endswith("ForSequenceClassification") for a in archs):
+        raise DivtuneError(f"{what} {path} is not a sequence-classification checkpoint "
+                           f"(architectures: {', '.join(archs) or 'none'}); fine-tune one first, "
+                           "e.g. divtune train-partitioner")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        kw = {"dtype": dtype} if dtype is not None else {}
+        model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True, **kw)
+    except Exception as exc:  # noqa: BLE001 - missing files, pickle-only weights
+        raise DivtuneError(f"{what} {path} is not a sequence-classification checkpoint: "
+                           f"{' '.join(str(exc).split())[:200]}") from None
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:  # decoder-based (Qwen3, Llama): batches pad
+        tokenizer.pad_token = tokenizer.eos_token
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return tokenizer, model.eval()
+
+
+def encode_pairs(tokenizer, pairs: Sequence[tuple[str, str]], max_length: int, **kwargs):
+    """The classifier's input, in training (``divtune train-partitioner``) and in use alike: the tokenizer's
+    sentence-pair encoding ("[CLS] s1 [SEP] s2 [SEP]" for BERT-style models), longest-first truncation."""
+    return tokenizer([a for a, _ in pairs], [b for _, b in pairs], truncation=True, max_length=max_length,
+                     padding=kwargs.pop("padding", True), **kwargs)
 
 
 class ClassifierPartitioner:
     """A pairwise similarity classifier: "s1 [SEP] s2" -> P(similar) = last class probability > threshold.
 
-    All G(G-1)/2 pairs not settled by the unigram shortcut are scored in batches of ``batch_size``.
+    Duplicates (equal after lower-casing and whitespace collapsing) are one response; every pair of distinct
+    responses not settled by the unigram shortcut is scored, in batches of ``batch_size`` sorted by length.
     """
 
     name = "classifier"
 
     def __init__(self, model_path: str | os.PathLike, threshold: float = 0.5, device: str | None = None,
                  batch_size: int = 64, max_length: int = 512) -> None:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
         self.threshold = _check_threshold(threshold)
         path = _local_model_path(model_path, "classifier")
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
-            self.model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True)
-        except Exception as exc:  # noqa: BLE001 - missing files, not a classifier, pickle-only weights
-            raise DivtuneError(f"{path} is not a sequence-classification checkpoint: "
-                               f"{' '.join(str(exc).split())[:200]}") from None
+        self.tokenizer, self.model = load_sequence_classifier(path, "classifier")
         if self.model.config.num_labels < 2:
             raise DivtuneError(f"{path} has {self.model.config.num_labels} label(s); a similarity classifier needs 2")
         self.model.eval().to(device or "cpu")
         self.batch_size = batch_size
-        self.max_length = max_length
+        # never past the encoder's position table (a 512-position encoder asked for 4096 would fail mid-training)
+        limit = getattr(self.tokenizer, "model_max_length", None)
+        if not limit or limit > 1_000_000:  # "unset" in many tokenizers
+            limit = getattr(self.model.config, "max_position_embeddings", None) or max_length
+        self.max_length = min(max_length, limit)
         self.pairs_scored = 0
 
     def similar_probs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         import torch
 
-        out: list[float] = []
+        order = sorted(range(len(pairs)), key=lambda k: len(pairs[k][0]) + len(pairs[k][1]))  # less padding
+        out = [0.0] * len(pairs)
         with torch.inference_mode():
-            for s in range(0, len(pairs), self.batch_size):
-                chunk = pairs[s : s + self.batch_size]
-                enc = self.tokenizer([a for a, _ in chunk], [b for _, b in chunk], truncation=True,
-                                     max_length=self.max_length, padding=True, return_tensors="pt").to(self.model.device)
-                probs = self.model(**enc).logits.float().softmax(-1)[:, -1]
-                out += probs.tolist()
+            for s in range(0, len(order), self.batch_size):
+                chunk = order[s : s + self.batch_size]
+                enc = encode_pairs(self.tokenizer, [pairs[k] for k in chunk], self.max_length,
+                                   return_tensors="pt").to(self.model.device)
+                probs = self.model(**enc).logits.float().softmax(-1)[:, -1].tolist()
+                for k, p in zip(chunk, probs):
+                    out[k] = p
         self.pairs_scored += len(pairs)
         return out
 
     def partition(self, texts: Sequence[str]) -> list[int]:
         _check_group(texts)
-        n = len(texts)
+        reps, idx = dedupe(texts)  # duplicates are equivalent: only distinct responses are compared
+        n = len(reps)
         same, ask = [], []
         for i in range(n):
             for j in range(i + 1, n):
-                quick = unigram_shortcut(texts[i], texts[j])
+                quick = unigram_shortcut(reps[i], reps[j])
                 if quick is None:
                     ask.append((i, j))
                 elif quick:
                     same.append((i, j))
         if ask:
-            probs = self.similar_probs([(texts[i], texts[j]) for i, j in ask])
+            probs = self.similar_probs([(reps[i], reps[j]) for i, j in ask])
             same += [p for p, pr in zip(ask, probs) if pr > self.threshold]
-        return union_find(n, same)
+        return expand(union_find(n, same), idx)
 
 
-def make_partitioner(kind: str, path: str | None = None, threshold: float = 0.8) -> Partitioner:
+def make_partitioner(kind: str, path: str | None = None, threshold: float = 0.8, *, max_length: int = 512) -> Partitioner:
     if kind == "exact":
         return ExactPartitioner()
     if kind == "embedding":
@@ -189,5 +254,5 @@ def make_partitioner(kind: str, path: str | None = None, threshold: float = 0.8)
     if kind == "classifier":
         if not path:
             raise ConfigError("train.darling.partitioner_path is required for the classifier partitioner")
-        return ClassifierPartitioner(path, threshold)
+        return ClassifierPartitioner(path, threshold, max_length=max_length)
     raise ConfigError(f"unknown partitioner {kind!r} (exact, embedding, classifier)")
