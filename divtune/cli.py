@@ -53,6 +53,24 @@ def _preflight(cfg) -> None:
     from divtune.data.lists import synthesize_lists
 
     synthesize_lists(1, cfg.data.seed, cfg.data.categories, cfg.data.min_len, cfg.data.max_len)
+    if cfg.train.method == "darling":  # required paths (classifier, reward model) set, before anything starts
+        from divtune.rewards.darling import check_darling_config
+
+        check_darling_config(cfg.train.darling, local_paths=False)  # they may be the cluster's paths
+
+
+def _check_bucket(uri: str, endpoint_url: str | None) -> None:
+    """The bucket of ``storage.models_uri`` exists and answers (after boto3's retries), or one line."""
+    from divtune import storage
+
+    bucket, _ = storage.parse_s3_uri(uri)
+    try:
+        storage.client(endpoint_url).head_bucket(Bucket=bucket)
+    except Exception as exc:  # noqa: BLE001 - any S3 failure is one line naming the URI and the cause
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+        if code in ("404", "NoSuchBucket"):
+            raise DivtuneError(f"storage.models_uri {uri}: bucket {bucket!r} does not exist") from None
+        raise storage._explain(exc, f"storage.models_uri {uri}") from None
 
 
 def _print_json(data: Any, out: str | None) -> None:
@@ -83,10 +101,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipelines.local import run_local
 
     tracking.setup()
+    tracking.experiment_id(cfg.registry.experiment)  # a stopped tracking server: one line naming it, before any step
+    if cfg.storage.models_uri:  # a missing bucket is found now, not at the merge step after training
+        _check_bucket(cfg.storage.models_uri, cfg.storage.endpoint_url)
     try:
         key = run_local(cfg, args.run_key, enable_caching=args.cache)
     except RuntimeError as exc:
-        raise DivtuneError(f"pipeline failed: {' '.join(str(exc).split())[:300]}") from None
+        import re
+
+        msg = re.sub(r"\x1b\[[0-9;]*m", "", " ".join(str(exc).split()))  # kfp.local colours its messages
+        raise DivtuneError(f"pipeline failed: {msg[:300]}") from None
     run = tracking.find_pipeline_run(cfg.registry.experiment, key)
     summary = tracking.client().download_artifacts(run.info.run_id, "summary.json")
     data = json.loads(Path(summary).read_text())
@@ -156,12 +180,44 @@ def cmd_bootstrap_model(args: argparse.Namespace) -> int:
 def cmd_synthesize(args: argparse.Namespace) -> int:
     from divtune.data.lists import synthesize_lists, write_jsonl
 
+    if args.task in ("pairs", "math"):
+        return _synthesize_pairs_or_math(args)
     if args.task != "lists":
-        raise DivtuneError(f"synthesize {args.task}: not available yet (only 'lists')")
+        raise DivtuneError(f"synthesize {args.task}: not available yet (lists, pairs, math)")
     cats = args.categories.split(",") if args.categories else None
     ex = synthesize_lists(args.num, args.seed, cats, args.min_len, args.max_len)
     p = write_jsonl(ex, args.output)
     print(f"wrote {len(ex)} records to {p}")
+    return 0
+
+
+def _synthesize_pairs_or_math(args: argparse.Namespace) -> int:
+    cats = args.categories.split(",") if args.categories else None
+    if args.task == "pairs":
+        from divtune.data.pairs import synthesize_pairs, write_pairs
+
+        ex = synthesize_pairs(args.num, args.seed, cats)
+        p = write_pairs(ex, args.output)
+        print(f"wrote {len(ex)} pairs ({sum(e.label for e in ex)} same, "
+              f"{sum(1 - e.label for e in ex)} different) to {p}")
+        return 0
+    from divtune.data.math import synthesize_arithmetic, write_jsonl
+
+    ex = synthesize_arithmetic(args.num, args.seed)
+    print(f"wrote {len(ex)} records to {write_jsonl(ex, args.output)}")
+    return 0
+
+
+def cmd_train_partitioner(args: argparse.Namespace) -> int:
+    from divtune.train.partitioner import PartitionerTrainConfig, train_partitioner
+
+    cfg = PartitionerTrainConfig(epochs=args.epochs, eval_fraction=args.eval_fraction, learning_rate=args.lr,
+                                 batch_size=args.batch_size, max_length=args.max_length, seed=args.seed)
+    res = train_partitioner(args.data, args.output, base=args.base, config=cfg)
+    print(json.dumps({"output_dir": str(res.output_dir), "train_pairs": res.train_pairs,
+                      "eval_pairs": res.eval_pairs, **{k: round(v, 4) for k, v in res.metrics.items()},
+                      "use_with": f"--set train.darling.partitioner=classifier "
+                                  f"--set train.darling.partitioner_path={res.output_dir}"}, indent=2))
     return 0
 
 
@@ -170,11 +226,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.method:
         cfg.train.method = args.method
     cfg.validate()
+    if cfg.train.method == "darling":  # required paths first: before the data, the base model, a download
+        from divtune.rewards.darling import check_darling_config
+
+        check_darling_config(cfg.train.darling)
     from divtune.data.lists import read_jsonl
     from divtune.train.models import check_model_dir, resolve_base_model
     from divtune.train.trainer import train
 
-    rows = [e.to_row() for e in read_jsonl(args.data)]
+    if cfg.data.task in ("math", "prompts"):  # question JSONL (GSM8K-style); prompts: no reference answer
+        from divtune.data.math import MATH_INSTRUCTION, read_rows
+
+        rows = read_rows(args.data, require_answer=cfg.data.task == "math",
+                         instruction=MATH_INSTRUCTION if cfg.data.task == "math" else None)
+    else:
+        rows = [e.to_row() for e in read_jsonl(args.data)]
     base = check_model_dir(args.base) if args.base else resolve_base_model(cfg.model)
     ckpt = Path(args.checkpoints) if args.checkpoints else Path(args.output).with_name(Path(args.output).name + "-checkpoints")
     res = train(base, rows, cfg.train, args.output, ckpt, trust_remote_code=cfg.model.trust_remote_code,
@@ -194,6 +260,17 @@ def cmd_merge(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from divtune.evaluate.generation import make_generator
 
+    if args.samples is None:  # suite defaults: the paper's 500 answers per open-set category
+        args.samples = {"open-set": 500}.get(args.suite, 100)
+    if args.max_new_tokens is None:
+        args.max_new_tokens = {"creative": 160}.get(args.suite, 32)
+    if args.temperature is None:  # benchmarks: the paper's coherence setting
+        args.temperature = {"benchmarks": 0.7}.get(args.suite, 1.0)
+    if args.suite == "benchmarks":
+        return _evaluate_benchmarks(args)
+    if args.suite in ("open-set", "creative"):
+        return _evaluate_diversity(args)
+
     if args.suite != "lists":
         raise DivtuneError(f"evaluate {args.suite}: not available yet (only 'lists')")
     from divtune.data.lists import heldout_examples, load_user_lists
@@ -209,6 +286,100 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _print_json(res, args.output)
     print(f"jsd_mean {res['jsd_mean']:.4f}  invalid_rate {res['invalid_rate']:.4f}  ({res['num_lists']} lists x "
           f"{args.samples} samples)", file=sys.stderr)
+    return 0
+
+
+def _evaluate_benchmarks(args: argparse.Namespace) -> int:
+    """GSM8K / MATH / MMLU-Pro / HumanEval through lm-eval on local or S3 data; mean and std over --runs."""
+    from divtune.evaluate.benchmarks import format_table, run_benchmarks
+
+    res = run_benchmarks(model=args.model, endpoint=args.endpoint, data=args.data, tasks=args.tasks, runs=args.runs,
+                         temperature=args.temperature, allow_code_execution=args.allow_code_execution,
+                         limit=args.limit, seed=args.seed, num_fewshot=args.num_fewshot,
+                         max_gen_toks=args.max_gen_toks, batch_size=args.batch_size,
+                         apply_chat_template=args.chat_template)
+    _print_json(res, args.output)
+    print(format_table(res), file=sys.stderr)
+    return 0
+
+
+def _parse_temperatures(text: str) -> list[float]:
+    temps = []
+    for part in text.split(","):
+        try:
+            t = float(part)
+        except ValueError:
+            raise DivtuneError(f"--temperatures: {part.strip()!r} is not a number (e.g. 0.5,0.7,1.0)") from None
+        if not t > 0:
+            raise DivtuneError(f"--temperatures: {t:g} must be > 0")
+        temps.append(t)
+    return temps
+
+
+def _evaluate_diversity(args: argparse.Namespace) -> int:
+    """evaluate open-set | creative: JSON to -o (or stdout), md + PNGs to --out-dir, MLflow unless --no-mlflow."""
+    import tempfile
+
+    from divtune.evaluate import plots, report
+    from divtune.evaluate.generation import make_generator
+
+    if args.samples < 1:
+        raise DivtuneError(f"--samples must be >= 1, got {args.samples}")
+    if args.max_new_tokens < 1:
+        raise DivtuneError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    if args.temperature < 0:
+        raise DivtuneError(f"--temperature must be >= 0, got {args.temperature}")
+    for flag, given in (("--lists", args.lists), ("--positional", args.positional)):
+        if given:
+            raise DivtuneError(f"{flag} applies to the lists suite, not {args.suite}")
+    temps = _parse_temperatures(args.temperatures) if args.temperatures else None
+    if temps and args.suite != "creative":
+        raise DivtuneError("--temperatures applies to the creative suite only")
+    if args.few_shot and args.suite != "open-set":
+        raise DivtuneError(f"--few-shot applies to the lists and open-set suites, not {args.suite}")
+    common = dict(samples=args.samples, temperature=args.temperature, max_new_tokens=args.max_new_tokens,
+                  seed=args.seed, system_prompt=args.system_prompt)
+    if args.suite == "open-set":
+        from divtune.data.open_set import load_prompts_file
+        from divtune.evaluate.open_set import evaluate_open_set
+
+        prompts = load_prompts_file(args.prompts) if args.prompts else None
+        gen = make_generator(args.model, args.endpoint, batch_size=args.batch_size)
+        res = evaluate_open_set(gen, prompts, few_shot=args.few_shot, **common)
+        line = (f"unique_at_n {res['unique_at_n']:.2f}  invalid_rate {res['invalid_rate']:.4f}  "
+                f"({res['num_categories']} categories x {args.samples} samples)")
+    else:
+        from divtune.evaluate.creative import (SentenceEmbedder, creativity_coherence_curve, evaluate_creative,
+                                               load_prompts_file)
+
+        prompts = load_prompts_file(args.prompts) if args.prompts else None
+        embedder = SentenceEmbedder()
+        gen = make_generator(args.model, args.endpoint, batch_size=args.batch_size)
+        res = evaluate_creative(gen, prompts, embedder=embedder, **common)
+        if temps:
+            res["coherence_curve"] = creativity_coherence_curve(
+                gen, temps, prompts, samples=args.samples, max_new_tokens=args.max_new_tokens, seed=args.seed,
+                embedder=embedder, system_prompt=args.system_prompt, known={args.temperature: res})
+
+        def fmt(v):
+            return "n/a" if v is None else f"{v:.4f}"
+
+        line = (f"pairwise_cosine_distance {fmt(res['pairwise_cosine_distance'])}  one_minus_self_bleu "
+                f"{fmt(res['one_minus_self_bleu'])}  ({res['num_prompts']} prompts x {args.samples} samples)")
+    with tempfile.TemporaryDirectory(prefix="divtune-figs-") as tmp:
+        pngs = plots.suite_figures(args.suite, res, args.out_dir or tmp)
+        md = report.markdown_summary(args.suite, res)
+        if args.out_dir:
+            report.write_outputs(args.out_dir, args.suite, res, pngs, md)
+            print(f"wrote {args.suite}.json, {args.suite}.md and {len(pngs)} PNG(s) to {args.out_dir}", file=sys.stderr)
+        if not args.no_mlflow:
+            from divtune import paths
+
+            rid = report.log_evaluation(args.suite, res, pngs, md)
+            res["mlflow"] = {"run_id": rid, "tracking_uri": paths.tracking_uri(), "experiment": report.EXPERIMENT}
+            print(f"MLflow run {rid} ({report.EXPERIMENT}) at {paths.tracking_uri()}", file=sys.stderr)
+    _print_json(res, args.output)
+    print(line, file=sys.stderr)
     return 0
 
 
@@ -310,7 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_bootstrap_model)
 
     s = sub.add_parser("synthesize", help="write a training dataset")
-    s.add_argument("task", choices=["lists", "open-set", "creative", "math"])
+    s.add_argument("task", choices=["lists", "open-set", "creative", "math", "pairs"])
     s.add_argument("-o", "--output", required=True)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--num", type=int, default=2000)
@@ -329,6 +500,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config-json-env", default=None, help="read the whole config from this environment variable")
     t.set_defaults(func=cmd_train)
 
+    tp = sub.add_parser("train-partitioner", help="fine-tune a same/different pair classifier (DARLING partitioner)")
+    tp.add_argument("--data", required=True, help='pairs JSONL: {"text1", "text2", "label": 0|1} (divtune synthesize pairs)')
+    tp.add_argument("-o", "--output", required=True, help="output directory (safetensors + tokenizer)")
+    tp.add_argument("--base", default=None, help="base checkpoint (default: the packaged all-MiniLM-L6-v2)")
+    tp.add_argument("--epochs", type=float, default=3.0)
+    tp.add_argument("--eval-fraction", type=float, default=0.2, help="held-out share for accuracy / F1")
+    tp.add_argument("--lr", type=float, default=1e-4)
+    tp.add_argument("--batch-size", type=int, default=32)
+    tp.add_argument("--max-length", type=int, default=128)
+    tp.add_argument("--seed", type=int, default=0)
+    tp.set_defaults(func=cmd_train_partitioner)
+
     m = sub.add_parser("merge", help="merge a LoRA adapter into its base (safetensors)")
     m.add_argument("--base", required=True)
     m.add_argument("--adapter", required=True)
@@ -340,15 +523,35 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", default=None, help="model directory or models:/NAME@alias")
     e.add_argument("--endpoint", default=None, help="OpenAI-compatible base URL")
     e.add_argument("--lists", default=None, help="JSON file: a list of lists of strings")
-    e.add_argument("--samples", type=int, default=100)
-    e.add_argument("--temperature", type=float, default=1.0)
-    e.add_argument("--max-new-tokens", type=int, default=32)
+    e.add_argument("--samples", type=int, default=None, help="per prompt (default: open-set 500, else 100)")
+    e.add_argument("--temperature", type=float, default=None, help="default: benchmarks 0.7, else 1.0")
+    e.add_argument("--max-new-tokens", type=int, default=None, help="default: creative 160, else 32")
     e.add_argument("--batch-size", type=int, default=100)
     e.add_argument("--seed", type=int, default=1234)
     e.add_argument("--template-id", type=int, default=0)
     e.add_argument("--system-prompt", default=None, help="chat system message (match the model's training)")
     e.add_argument("--few-shot", type=int, default=0, choices=[0, 1, 2, 3], help="worked <answer> examples")
     e.add_argument("--positional", action="store_true", help="also measure positional bias (shuffled lists)")
+    e.add_argument("--prompts", default=None,
+                   help="open-set/creative: JSON list of prompt strings or of {category, prompt} objects")
+    e.add_argument("--temperatures", default=None,
+                   help="creative: also the creativity-coherence curve at these temperatures, e.g. 0.5,0.7,1.0,1.3")
+    e.add_argument("--out-dir", default=None, help="open-set/creative: write <suite>.json, <suite>.md and PNGs here")
+    e.add_argument("--no-mlflow", action="store_true", help="open-set/creative: do not log to MLflow")
+    e.add_argument("--data", default=None,
+                   help="benchmarks: DIR or s3://bucket/prefix holding gsm8k/test.jsonl (+train.jsonl), "
+                        "math/test.jsonl, mmlu_pro/test.jsonl (+validation.jsonl), humaneval/test.jsonl")
+    e.add_argument("--tasks", default="gsm8k,math,mmlu_pro,humaneval", help="benchmarks: comma-separated subset")
+    e.add_argument("--runs", type=int, default=5, help="benchmarks: runs with seeds --seed, --seed+1, ... (mean, std)")
+    e.add_argument("--allow-code-execution", action="store_true",
+                   help="benchmarks: run model-written code (humaneval) in a sandboxed, time-limited subprocess")
+    e.add_argument("--limit", type=int, default=None, help="benchmarks: at most N examples per benchmark (smoke runs)")
+    e.add_argument("--num-fewshot", type=int, default=None,
+                   help="benchmarks: few-shot examples for gsm8k and mmlu_pro (default: lm-eval's 5)")
+    e.add_argument("--max-gen-toks", type=int, default=None,
+                   help="benchmarks: cap on generated tokens per answer (default: each task's own)")
+    e.add_argument("--chat-template", action="store_true",
+                   help="benchmarks: apply the chat template (endpoints: chat completions instead of completions)")
     e.add_argument("-o", "--output", default=None)
     e.set_defaults(func=cmd_evaluate)
 

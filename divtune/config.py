@@ -78,7 +78,7 @@ class ModelConfig:
 class DataConfig:
     """Training data synthesis."""
 
-    task: Literal["lists", "math", "open_set"] = "lists"
+    task: Literal["lists", "math", "open_set", "prompts"] = "lists"  # math / prompts: a question JSONL (divtune.data.math)
     num_examples: int = 2000
     seed: int = 0
     min_len: int = 4
@@ -104,11 +104,13 @@ class DarlingConfig:
     partitioner: Literal["embedding", "classifier", "exact"] = "embedding"
     partitioner_path: str | None = None  # model dir / s3 prefix; None: the packaged default
     threshold: float = 0.8
+    partitioner_max_length: int = 512  # classifier input tokens per pair (reference: 4096 math, 2048 instruct)
     diversity_floor: float = 0.1
     combination: Literal["multiplicative", "additive"] = "multiplicative"
     quality: Literal["list_validity", "math", "reward_model", "none"] = "list_validity"
-    reward_model_path: str | None = None
-    partition_correct_only: bool = False
+    reward_model_path: str | None = None  # quality reward_model: a *ForSequenceClassification dir / s3 prefix
+    partition_correct_only: bool = False  # incorrect responses are singletons (math, list_validity)
+    quality_shift: Literal["none", "group_min"] = "none"  # group_min: quality minus the group's minimum
 
 
 @dataclass
@@ -152,6 +154,18 @@ class EvalConfig:
     batch_size: int = 100
     seed: int = 1234
     template_id: int = 0
+    # suites the evaluate stage runs on base and candidate (their headline metrics feed the gate):
+    # lists (jsd_mean, invalid_rate), open_set (unique_at_n), creative (pairwise_cosine_distance,
+    # one_minus_self_bleu), benchmarks (bench.<task>, lm-eval on benchmarks_data)
+    suites: list[str] = field(default_factory=lambda: ["lists"])
+    open_set_samples: int = 500
+    creative_samples: int = 100
+    creative_max_new_tokens: int = 160
+    benchmarks_data: str | None = None  # a directory or s3:// prefix of the benchmark JSONL files
+    benchmarks_tasks: list[str] = field(default_factory=lambda: ["gsm8k", "math", "mmlu_pro"])
+    benchmarks_runs: int = 5
+    benchmarks_limit: int | None = None  # cap per benchmark (smoke runs); None: the issue's sample sizes
+    allow_code_execution: bool = False  # humaneval runs model-written code (sandboxed): opt in explicitly
 
 
 @dataclass
@@ -203,6 +217,12 @@ class ClusterConfig:
     secrets: list[SecretEnvConfig] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # e.g. MLFLOW_TRACKING_URI: http://mlflow.mlflow:5000
     image_pull_secrets: list[str] = field(default_factory=list)
+    # Multi-GPU / multi-node training as a Kubeflow Trainer TrainJob (torchrun on train_nodes x train_gpus):
+    # used when train_nodes > 1 or train_distributed is "trainjob"; needs cache_pvc (ReadWriteMany)
+    train_nodes: int = 1
+    train_distributed: Literal["none", "trainjob"] = "none"
+    trainjob_runtime: str = "torch-distributed"  # a ClusterTrainingRuntime with the torch ML policy
+    trainjob_timeout_s: int = 172800  # then the TrainJob is deleted (checkpoints stay on the PVC)
 
 
 @dataclass
@@ -491,13 +511,39 @@ def _check_ranges(cfg: PipelineConfig) -> None:
     need(t.lora.layers_to_transform is None or isinstance(t.lora.target_modules, list),
          "train.lora.layers_to_transform needs train.lora.target_modules as a list of module names")
     need(0 <= t.darling.threshold <= 1, "train.darling.threshold must be in [0, 1]")
+    need(t.darling.partitioner_max_length >= 8, "train.darling.partitioner_max_length must be >= 8")
     need(0 <= t.darling.diversity_floor <= 1, "train.darling.diversity_floor must be in [0, 1]")
+    need(not t.darling.partition_correct_only or t.darling.quality in ("math", "list_validity"),
+         "train.darling.partition_correct_only needs a correct/incorrect quality (math, list_validity)")
+    if t.method == "darling":  # the quality reads its dataset column: answer (math), question (reward model), items
+        q, task = t.darling.quality, d.task
+        need(q != "math" or task == "math", f"train.darling.quality math needs data.task math (got {task!r})")
+        need(q != "reward_model" or task in ("math", "prompts"),
+             f"train.darling.quality reward_model needs data.task prompts or math: a question column (got {task!r})")
+        need(q != "list_validity" or task == "lists",
+             f"train.darling.quality list_validity needs data.task lists (got {task!r})")
     need(e.samples_per_list >= 1, "evaluate.samples_per_list must be >= 1")
     need(e.temperature > 0, "evaluate.temperature must be > 0")
+    suites = ("lists", "open_set", "creative", "benchmarks")
+    need(bool(e.suites), "evaluate.suites must name at least one suite")
+    for suite in e.suites:
+        need(suite in suites, f"evaluate.suites: unknown suite {suite!r} (known: {', '.join(suites)})")
+    need(min(e.open_set_samples, e.creative_samples, e.benchmarks_runs) >= 1,
+         "evaluate.open_set_samples, creative_samples and benchmarks_runs must be >= 1")
+    need("benchmarks" not in e.suites or bool(e.benchmarks_data),
+         "evaluate.suites has benchmarks: set evaluate.benchmarks_data (a directory or s3:// prefix)")
+    need("humaneval" not in e.benchmarks_tasks or e.allow_code_execution or "benchmarks" not in e.suites,
+         "evaluate.benchmarks_tasks has humaneval: it runs model-written code, set evaluate.allow_code_execution")
     need(0 <= cfg.gate.max_invalid_rate <= 1, "gate.max_invalid_rate must be in [0, 1]")
     need(bool(cfg.registry.model_name.strip()), "registry.model_name must not be empty")
     c = cfg.cluster
     need(min(c.train_gpus, c.evaluate_gpus, c.merge_gpus) >= 0, "cluster GPU counts must be >= 0")
+    need(c.train_nodes >= 1 and c.trainjob_timeout_s >= 1, "cluster.train_nodes and cluster.trainjob_timeout_s must be >= 1")
+    if c.train_nodes > 1 or c.train_distributed == "trainjob":
+        need(c.train_gpus >= 1, "a TrainJob (cluster.train_nodes > 1 or cluster.train_distributed: trainjob) "
+                                "needs cluster.train_gpus >= 1 (GPUs per node)")
+        need(bool(c.cache_pvc), "a TrainJob needs cluster.cache_pvc (a ReadWriteMany PVC shared by the pipeline "
+                                "step and the training nodes)")
     need(all(s.name and s.keys for s in c.secrets), "cluster.secrets entries need a name and keys")
     need(cfg.storage.models_uri is None or cfg.storage.models_uri.startswith("s3://"),
          "storage.models_uri must be an s3:// URI")

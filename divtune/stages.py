@@ -217,19 +217,75 @@ def eval_fingerprint(cfg: PipelineConfig) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+#: The gate's names for each suite's headline numbers (``bench.<task>`` come from the benchmarks suite).
+SUITE_METRICS = {
+    "lists": ("jsd_mean", "invalid_rate", "entropy_mean"),
+    "open_set": ("unique_at_n",),
+    "creative": ("pairwise_cosine_distance", "one_minus_self_bleu"),
+}
+
+
 def evaluate_model(cfg: PipelineConfig, model_dir: str | os.PathLike) -> tuple[dict[str, float], dict[str, Any]]:
-    """The evaluation suite the gate reads, on one model: ``(headline metrics, full result)``."""
-    from divtune.data.lists import heldout_examples
+    """The evaluation suites of ``cfg.evaluate.suites`` on one model: ``(headline metrics, results by suite)``.
+
+    Same sets, seeds and sampling settings for every model the gate compares.
+    """
     from divtune.evaluate.generation import HFGenerator
-    from divtune.evaluate.lists import evaluate_lists
 
     e = cfg.evaluate
-    gen = HFGenerator(model_dir, batch_size=e.batch_size, trust_remote_code=cfg.model.trust_remote_code)
-    res = evaluate_lists(gen, heldout_examples(e.template_id), samples=e.samples_per_list,
-                         temperature=e.temperature, max_new_tokens=e.max_new_tokens, seed=e.seed,
-                         system_prompt=cfg.data.system_prompt, few_shot=cfg.data.few_shot)
-    metrics = {"jsd_mean": res["jsd_mean"], "invalid_rate": res["invalid_rate"], "entropy_mean": res["entropy_mean"]}
-    return metrics, {"lists": res}
+    metrics: dict[str, float] = {}
+    results: dict[str, Any] = {}
+    gen = None
+    if any(s in e.suites for s in ("lists", "open_set", "creative")):
+        gen = HFGenerator(model_dir, batch_size=e.batch_size, trust_remote_code=cfg.model.trust_remote_code)
+    if "lists" in e.suites:
+        from divtune.data.lists import heldout_examples
+        from divtune.evaluate.lists import evaluate_lists
+
+        results["lists"] = evaluate_lists(gen, heldout_examples(e.template_id), samples=e.samples_per_list,
+                                          temperature=e.temperature, max_new_tokens=e.max_new_tokens, seed=e.seed,
+                                          system_prompt=cfg.data.system_prompt, few_shot=cfg.data.few_shot)
+    if "open_set" in e.suites:
+        from divtune.evaluate.open_set import evaluate_open_set
+
+        results["open_set"] = evaluate_open_set(gen, samples=e.open_set_samples, temperature=e.temperature,
+                                                max_new_tokens=e.max_new_tokens, seed=e.seed,
+                                                system_prompt=cfg.data.system_prompt, few_shot=cfg.data.few_shot)
+    if "creative" in e.suites:
+        from divtune.evaluate.creative import evaluate_creative
+
+        results["creative"] = evaluate_creative(gen, samples=e.creative_samples, temperature=e.temperature,
+                                                max_new_tokens=e.creative_max_new_tokens, seed=e.seed)
+    for suite, names in SUITE_METRICS.items():
+        for k in names if suite in results else ():
+            if results[suite].get(k) is not None:
+                metrics[k] = float(results[suite][k])
+    if "benchmarks" in e.suites:
+        from divtune.evaluate.benchmarks import run_benchmarks
+
+        del gen  # lm-eval loads its own copy of the model
+        results["benchmarks"] = run_benchmarks(model=str(model_dir), data=e.benchmarks_data, tasks=e.benchmarks_tasks,
+                                               runs=e.benchmarks_runs, allow_code_execution=e.allow_code_execution,
+                                               limit=e.benchmarks_limit, seed=e.seed,
+                                               trust_remote_code=cfg.model.trust_remote_code)
+        metrics.update({k: float(v) for k, v in results["benchmarks"]["metrics"].items() if v is not None})
+    return metrics, results
+
+
+def _log_suite_reports(results: dict[str, Any]) -> None:
+    """Each suite's markdown summary, JSON and plots as artifacts of the active (stage) run."""
+    import mlflow
+
+    from divtune.evaluate import plots, report
+
+    for suite, res in results.items():
+        if suite not in ("open_set", "creative"):
+            continue
+        name = suite.replace("_", "-")
+        with tempfile.TemporaryDirectory(prefix="divtune-eval-") as tmp:
+            pngs = plots.suite_figures(name, res, tmp)
+            for p in report.write_outputs(tmp, name, res, pngs, report.markdown_summary(name, res)):
+                mlflow.log_artifact(str(p), f"evaluation/{name}")
 
 
 def evaluate(config_yaml: str, run_key: str, model_path: str, role: str, out_json: str) -> dict[str, Any]:
@@ -244,6 +300,7 @@ def evaluate(config_yaml: str, run_key: str, model_path: str, role: str, out_jso
 
         metrics, res = evaluate_model(cfg, model_dir_of(model_path))
         mlflow.log_metrics(metrics)
+        _log_suite_reports(res)
         _write_json(out_json, {"role": role, "metrics": metrics, "eval_fingerprint": fp, **res})
         mlflow.log_artifact(out_json, "evaluation")
         parent = tracking.find_pipeline_run(cfg.registry.experiment, run_key)
