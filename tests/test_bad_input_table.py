@@ -48,6 +48,8 @@ R_ROLLBACK = "`registry rollback` with no champion, or a champion that replaced 
 R_CRON = "malformed cron (5 fields, out-of-range value, backwards range), unreachable KFP host"
 R_S3 = "S3: missing bucket, unreachable endpoint (after retries), prefix without a complete upload"
 R_MLFLOW = "MLflow tracking server down (after MLflow's HTTP retries)"
+R_EVAL = ("evaluation: missing prompts or benchmark data, HumanEval without `--allow-code-execution`, "
+          "samples < 1")
 R_DARLING = ("DARLING: group of one, all-empty completions, classifier path missing / not a classifier, "
              "threshold outside [0, 1]")
 
@@ -174,6 +176,14 @@ CASES = [
           "--set", "train.darling.partitioner=classifier", "--set",
           "train.darling.partitioner_path={tmp}/no-classifier"],
          ["{tmp}/no-classifier", "does not exist"]),
+    Case(R_EVAL, "open-set-missing-prompts", ["evaluate", "open-set", "--model", "{toy}", "--prompts", "{tmp}/nope.json"],
+         ["prompts file not found", "{tmp}/nope.json"]),
+    Case(R_EVAL, "benchmarks-missing-data", ["evaluate", "benchmarks", "--model", "{toy}", "--data", "{tmp}/nodata",
+                                             "--tasks", "gsm8k"], ["{tmp}/nodata"]),
+    Case(R_EVAL, "humaneval-without-opt-in", ["evaluate", "benchmarks", "--model", "{toy}", "--data", "{tmp}",
+                                              "--tasks", "humaneval"], ["--allow-code-execution"]),
+    Case(R_EVAL, "creative-zero-samples", ["evaluate", "creative", "--model", "{toy}", "--samples", "0"],
+         ["--samples must be >= 1"]),
 ]
 
 
