@@ -244,7 +244,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     base = check_model_dir(args.base) if args.base else resolve_base_model(cfg.model)
     ckpt = Path(args.checkpoints) if args.checkpoints else Path(args.output).with_name(Path(args.output).name + "-checkpoints")
     res = train(base, rows, cfg.train, args.output, ckpt, trust_remote_code=cfg.model.trust_remote_code,
-                dtype=cfg.model.dtype)
+                dtype=cfg.model.dtype, system_prompt=cfg.data.system_prompt, few_shot=cfg.data.few_shot)
     print(json.dumps({"adapter": str(res.adapter_dir), "global_step": res.global_step,
                       "resumed_from": res.resumed_from, "base": str(base)}, indent=2))
     return 0

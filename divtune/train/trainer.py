@@ -251,9 +251,12 @@ def train(base_model_dir: str | os.PathLike, rows: Sequence[dict[str, Any]], tc:
                               processing_class=tokenizer, peft_config=lora_config(tc), callbacks=callbacks)
     out = trainer.train(resume_from_checkpoint=resume)
     adapter = Path(adapter_dir)
-    if adapter.exists():
+    main_process = trainer.accelerator.is_main_process  # several ranks (torchrun) share the output volume
+    if main_process and adapter.exists():
         shutil.rmtree(adapter)
-    trainer.save_model(str(adapter))
-    tokenizer.save_pretrained(str(adapter))
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(adapter))  # writes on the main process only
+    if main_process:
+        tokenizer.save_pretrained(str(adapter))
     metrics = {k: float(v) for k, v in (out.metrics or {}).items() if isinstance(v, (int, float))}
     return TrainResult(adapter_dir=adapter, global_step=int(trainer.state.global_step), resumed_from=resume, metrics=metrics)
