@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import os
 import random
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from divtune.data.banks import HELDOUT_LISTS, NUMBER_RANGE, TRAIN_CATEGORIES
+from divtune.data.jsonl import read_lines, write_lines
 from divtune.data.templates import TEMPLATES, render_prompt
 from divtune.errors import DataError
 
@@ -163,39 +163,15 @@ def load_user_lists(path: str | os.PathLike, template_id: int = 0) -> list[ListE
 
 def write_jsonl(examples: Sequence[ListExample], path: str | os.PathLike) -> Path:
     """Validate and write atomically (temp file + rename): one sorted-key JSON object per line."""
-    p = Path(path)
-    if not examples:
-        raise DataError(f"refusing to write an empty dataset to {p}")
-    lines = []
     for i, ex in enumerate(examples):
         ListExample.from_dict(ex.to_dict(), where=f"record {i}")
-        lines.append(json.dumps(ex.to_dict(), sort_keys=True, ensure_ascii=False))
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    return write_lines((ex.to_dict() for ex in examples), path)
 
 
 def read_jsonl(path: str | os.PathLike) -> list[ListExample]:
     p = Path(path)
-    if not p.exists():
-        raise DataError(f"dataset file not found: {p}")
-    if not p.is_file():
-        raise DataError(f"dataset path is not a file: {p}")
     out = []
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise DataError(f"dataset file {p} is not UTF-8 text") from None
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    for n, line in read_lines(p):
         try:
             d = json.loads(line)
         except json.JSONDecodeError:

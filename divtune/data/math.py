@@ -17,13 +17,13 @@ from __future__ import annotations
 import json
 import os
 import random
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from divtune.data.jsonl import read_lines, write_lines
 from divtune.errors import DataError
 
 MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -90,38 +90,15 @@ def synthesize_arithmetic(n: int, seed: int = 0) -> list[MathExample]:
 
 def write_jsonl(examples: Sequence[MathExample], path: str | os.PathLike) -> Path:
     """One sorted-key JSON object per line, written atomically."""
-    p = Path(path)
-    if not examples:
-        raise DataError(f"refusing to write an empty dataset to {p}")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for ex in examples:
-                f.write(json.dumps(ex.to_dict(), sort_keys=True, ensure_ascii=False) + "\n")
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    return write_lines((ex.to_dict() for ex in examples), path, noun="dataset")
 
 
 def read_jsonl(path: str | os.PathLike, *, require_answer: bool = True) -> list[MathExample]:
     """GSM8K-style question/answer JSONL, validated; a problem is one :class:`DataError` naming file and line."""
     p = Path(path)
-    if not p.exists():
-        raise DataError(f"dataset file not found: {p}")
-    if not p.is_file():
-        raise DataError(f"dataset path is not a file: {p}")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise DataError(f"dataset file {p} is not UTF-8 text") from None
     out: list[MathExample] = []
     seen: set[str] = set()
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    for n, line in read_lines(p, noun="dataset"):
         where = f"dataset file {p} line {n}"
         try:
             d = json.loads(line)

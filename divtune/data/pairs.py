@@ -14,13 +14,13 @@ from __future__ import annotations
 import json
 import os
 import random
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from divtune.data.banks import NUMBER_RANGE, TRAIN_CATEGORIES
+from divtune.data.jsonl import read_lines, write_lines
 from divtune.errors import DataError
 
 # {x}: the answer as written in the bank; {lx}: lower-cased.  Most are longer than the partitioner's
@@ -103,37 +103,14 @@ def synthesize_pairs(n: int, seed: int = 0, categories: Sequence[str] | None = N
 
 def write_pairs(pairs: Sequence[Pair], path: str | os.PathLike) -> Path:
     """One sorted-key JSON object per line, written atomically (temp file + rename)."""
-    p = Path(path)
-    if not pairs:
-        raise DataError(f"refusing to write an empty pairs file to {p}")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for pr in pairs:
-                f.write(json.dumps(pr.to_dict(), sort_keys=True, ensure_ascii=False) + "\n")
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    return write_lines((pr.to_dict() for pr in pairs), path, noun="pairs file")
 
 
 def read_pairs(path: str | os.PathLike) -> list[Pair]:
     """Read and validate a pairs JSONL; any problem is one :class:`DataError` naming the file and line."""
     p = Path(path)
-    if not p.exists():
-        raise DataError(f"pairs file not found: {p}")
-    if not p.is_file():
-        raise DataError(f"pairs path is not a file: {p}")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise DataError(f"pairs file {p} is not UTF-8 text") from None
     out: list[Pair] = []
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    for n, line in read_lines(p, noun="pairs"):
         where = f"pairs file {p} line {n}"
         try:
             d = json.loads(line)

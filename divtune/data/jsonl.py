@@ -1,0 +1,49 @@
+"""JSON-lines files: atomic writes and line-numbered reads with one-line errors.
+
+Every dataset module (lists, pairs, math) writes through :func:`write_lines` and reads through
+:func:`read_lines`, so a half-written file never replaces a good one and every read error names
+the file (and the caller names the line).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from divtune.errors import DataError
+
+
+def write_lines(records: Iterable[Mapping[str, Any]], path: str | os.PathLike, *, noun: str = "dataset") -> Path:
+    """One sorted-key JSON object per line, written atomically (temp file + rename); empty is an error."""
+    p = Path(path)
+    lines = [json.dumps(dict(r), sort_keys=True, ensure_ascii=False) for r in records]
+    if not lines:
+        raise DataError(f"refusing to write an empty {noun} to {p}")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p
+
+
+def read_lines(path: str | os.PathLike, *, noun: str = "dataset") -> list[tuple[int, str]]:
+    """The non-blank lines of a UTF-8 file with their 1-based numbers; a missing/unreadable file is a DataError."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{noun} file not found: {p}")
+    if not p.is_file():
+        raise DataError(f"{noun} path is not a file: {p}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{noun} file {p} is not UTF-8 text") from None
+    return [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
