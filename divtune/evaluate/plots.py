@@ -20,6 +20,22 @@ def _plt():
     return plt
 
 
+def _save(fig, path: str | os.PathLike) -> Path:
+    """Lay out, write the PNG (parents created), close the figure."""
+    plt = _plt()
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _no_ticks(ax) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def _title_model(result: dict[str, Any]) -> str:
     gen = result.get("generator") or {}
     model = str(gen.get("model") or gen.get("endpoint") or "")
@@ -41,12 +57,7 @@ def cumulative_unique_plot(result: dict[str, Any], path: str | os.PathLike) -> P
     ax.set_title(f"Open-set diversity: Unique@{n} mean {result['unique_at_n']:.1f}\n{_title_model(result)}",
                  fontsize=10)
     ax.legend(fontsize=7, loc="upper left", ncol=2)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, path)
 
 
 def tsne_plot(result: dict[str, Any], path: str | os.PathLike) -> Path:
@@ -68,16 +79,10 @@ def tsne_plot(result: dict[str, Any], path: str | os.PathLike) -> Path:
         ax.legend(fontsize=7, title="prompt (cosine dist.)", title_fontsize=7, loc="best")
     else:
         ax.text(0.5, 0.5, "fewer than two non-empty completions", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xticks([])
-    ax.set_yticks([])
+    _no_ticks(ax)
     ax.set_title(f"t-SNE of completion embeddings (T={result['sampling']['temperature']}, "
                  f"{result['samples']}/prompt)\n{_title_model(result)}", fontsize=10)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, path)
 
 
 def prompt_tsne_plot(result: dict[str, Any], path: str | os.PathLike, prompt_id: str = "haiku",
@@ -117,17 +122,11 @@ def prompt_tsne_plot(result: dict[str, Any], path: str | os.PathLike, prompt_id:
         ax.legend(fontsize=6, loc="best")
     else:
         ax.text(0.5, 0.5, "fewer than two non-empty completions", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xticks([])
-    ax.set_yticks([])
+    _no_ticks(ax)
     d = row.get("pairwise_cosine_distance")
     ax.set_title(f"\"{row['prompt']}\": {len(row['completions'])} samples, {row['distinct']} distinct, "
                  f"cosine dist. {'n/a' if d is None else f'{d:.2f}'}\n{_title_model(result)}", fontsize=9)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, path)
 
 
 _COHERENCE_LABEL = {
@@ -154,12 +153,7 @@ def creativity_coherence_plot(curve: dict[str, Any], path: str | os.PathLike, *,
     ax.set_xlabel(_COHERENCE_LABEL.get(curve["coherence_metric"], curve["coherence_metric"]))
     ax.set_ylabel("creativity: mean pairwise cosine distance")
     ax.set_title(f"Creativity vs coherence across sampling temperatures\n{label}", fontsize=10)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, path)
 
 
 def suite_figures(suite: str, result: dict[str, Any], out_dir: str | os.PathLike) -> list[Path]:
