@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,3 +47,18 @@ def read_lines(path: str | os.PathLike, *, noun: str = "dataset") -> list[tuple[
     except UnicodeDecodeError:
         raise DataError(f"{noun} file {p} is not UTF-8 text") from None
     return [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+
+def read_objects(path: str | os.PathLike, *, noun: str = "dataset",
+                 expected: str = "an object") -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """``(line number, "NOUN file PATH line N", object)`` for every line, which must be a JSON object."""
+    p = Path(path)
+    for n, line in read_lines(p, noun=noun):
+        where = f"{noun} file {p} line {n}"
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError:
+            raise DataError(f"{where}: not valid JSON") from None
+        if not isinstance(d, dict):
+            raise DataError(f"{where}: expected {expected}")
+        yield n, where, d

@@ -14,7 +14,6 @@ instruction), ``question`` (the raw question: what a reward model scores against
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from divtune.data.jsonl import read_lines, write_lines
+from divtune.data.jsonl import read_objects, write_lines
 from divtune.errors import DataError
 
 MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -98,14 +97,7 @@ def read_jsonl(path: str | os.PathLike, *, require_answer: bool = True) -> list[
     p = Path(path)
     out: list[MathExample] = []
     seen: set[str] = set()
-    for n, line in read_lines(p, noun="dataset"):
-        where = f"dataset file {p} line {n}"
-        try:
-            d = json.loads(line)
-        except json.JSONDecodeError:
-            raise DataError(f"{where}: not valid JSON") from None
-        if not isinstance(d, dict):
-            raise DataError(f"{where}: expected an object with question and answer")
+    for n, where, d in read_objects(p, noun="dataset", expected="an object with question and answer"):
         q = d.get("question")
         if not isinstance(q, str) or not q.strip():
             raise DataError(f"{where}: question must be a non-empty string")

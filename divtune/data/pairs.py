@@ -11,7 +11,6 @@ File format (JSONL, one pair per line): ``{"text1": str, "text2": str, "label": 
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from divtune.data.banks import NUMBER_RANGE, TRAIN_CATEGORIES
-from divtune.data.jsonl import read_lines, write_lines
+from divtune.data.jsonl import read_objects, write_lines
 from divtune.errors import DataError
 
 # {x}: the answer as written in the bank; {lx}: lower-cased.  Most are longer than the partitioner's
@@ -110,14 +109,7 @@ def read_pairs(path: str | os.PathLike) -> list[Pair]:
     """Read and validate a pairs JSONL; any problem is one :class:`DataError` naming the file and line."""
     p = Path(path)
     out: list[Pair] = []
-    for n, line in read_lines(p, noun="pairs"):
-        where = f"pairs file {p} line {n}"
-        try:
-            d = json.loads(line)
-        except json.JSONDecodeError:
-            raise DataError(f"{where}: not valid JSON") from None
-        if not isinstance(d, dict):
-            raise DataError(f"{where}: expected an object with text1, text2, label")
+    for _, where, d in read_objects(p, noun="pairs", expected="an object with text1, text2, label"):
         missing = [k for k in ("text1", "text2", "label") if k not in d]
         if missing:
             raise DataError(f"{where}: missing key(s) {', '.join(missing)}")
