@@ -50,9 +50,17 @@ def _preflight(cfg) -> None:
         from divtune.registry.gate import load_policy
 
         load_policy(cfg.gate.policy)
-    from divtune.data.lists import synthesize_lists
+    d = cfg.data
+    if d.path is None and d.task == "lists":
+        from divtune.data.lists import synthesize_lists
 
-    synthesize_lists(1, cfg.data.seed, cfg.data.categories, cfg.data.min_len, cfg.data.max_len)
+        synthesize_lists(1, d.seed, d.categories, d.min_len, d.max_len)
+    elif d.path is None and d.task != "math":
+        raise DivtuneError(f"data.task {d.task!r} is not synthesized: set data.path to a dataset file (local or s3://)")
+    elif d.path is not None and not d.path.startswith("s3://"):
+        from divtune.data.dataset import training_rows
+
+        training_rows(d.task, d.path)
     if cfg.train.method == "darling":  # required paths (classifier, reward model) set, before anything starts
         from divtune.rewards.darling import check_darling_config
 
@@ -230,17 +238,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         from divtune.rewards.darling import check_darling_config
 
         check_darling_config(cfg.train.darling)
-    from divtune.data.lists import read_jsonl
+    from divtune.data.dataset import training_rows
     from divtune.train.models import check_model_dir, resolve_base_model
     from divtune.train.trainer import train
 
-    if cfg.data.task in ("math", "prompts"):  # question JSONL (GSM8K-style); prompts: no reference answer
-        from divtune.data.math import MATH_INSTRUCTION, read_rows
-
-        rows = read_rows(args.data, require_answer=cfg.data.task == "math",
-                         instruction=MATH_INSTRUCTION if cfg.data.task == "math" else None)
-    else:
-        rows = [e.to_row() for e in read_jsonl(args.data)]
+    rows = training_rows(cfg.data.task, args.data)
     base = check_model_dir(args.base) if args.base else resolve_base_model(cfg.model)
     ckpt = Path(args.checkpoints) if args.checkpoints else Path(args.output).with_name(Path(args.output).name + "-checkpoints")
     res = train(base, rows, cfg.train, args.output, ckpt, trust_remote_code=cfg.model.trust_remote_code,

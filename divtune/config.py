@@ -86,6 +86,7 @@ class DataConfig:
     categories: list[str] | None = None  # None: every training category
     system_prompt: str | None = None  # chat system message for training and evaluation prompts
     few_shot: int = 0  # worked <answer> examples before the prompt (0-3), same in training and evaluation
+    path: str | None = None  # a dataset file (local or s3://) in data.task's format instead of synthesizing
 
 
 @dataclass

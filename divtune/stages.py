@@ -128,23 +128,21 @@ def prepare_base(config_yaml: str, run_key: str, out_dir: str) -> dict[str, Any]
 
 
 def synthesize(config_yaml: str, run_key: str, out_path: str) -> dict[str, Any]:
-    """Write the training dataset (seeded; byte-identical for the same config)."""
-    from divtune.data.lists import synthesize_lists, write_jsonl
+    """Write the training dataset: synthesized (seeded; byte-identical for the same config), or the
+    configured ``data.path`` validated for its task."""
+    from divtune.data.dataset import materialize
 
     cfg = _cfg(config_yaml)
     d = cfg.data
-    if d.task != "lists":
-        raise DivtuneError(f"the pipeline's synthesize stage supports task 'lists' here, got {d.task!r}")
     with tracking.stage_run(cfg.registry.experiment, run_key, "synthesize_data",
-                            {"task": d.task, "num_examples": d.num_examples, "seed": d.seed,
+                            {"task": d.task, "num_examples": d.num_examples, "seed": d.seed, "path": d.path,
                              "min_len": d.min_len, "max_len": d.max_len, "categories": d.categories}):
         import mlflow
 
-        examples = synthesize_lists(d.num_examples, d.seed, d.categories, d.min_len, d.max_len)
-        p = write_jsonl(examples, out_path)
-        info = {"records": len(examples), "data_digest": _file_digest(p)}
+        n = materialize(d, out_path, endpoint_url=cfg.storage.endpoint_url)
+        info = {"records": n, "data_digest": _file_digest(Path(out_path))}
         mlflow.log_params(info)
-        mlflow.log_artifact(str(p), "data")
+        mlflow.log_artifact(out_path, "data")
         return info
 
 
@@ -162,13 +160,13 @@ def checkpoint_dir_for(cfg: PipelineConfig, base_dir: Path, data_path: Path) -> 
 
 def train(config_yaml: str, run_key: str, base_path: str, data_path: str, adapter_dir: str) -> dict[str, Any]:
     """Post-train a LoRA adapter with the configured method (GAPO by default)."""
-    from divtune.data.lists import read_jsonl
+    from divtune.data.dataset import training_rows
     from divtune.registry.tracking import flatten
     from divtune.train import trainer
 
     cfg = _cfg(config_yaml)
     base = model_dir_of(base_path)
-    rows = [ex.to_row() for ex in read_jsonl(data_path)]
+    rows = training_rows(cfg.data.task, data_path)
     ckpt = checkpoint_dir_for(cfg, base, Path(data_path))
     with tracking.stage_run(cfg.registry.experiment, run_key, "train",
                             flatten({"train": cfg.to_dict()["train"]})) as _rid:

@@ -131,3 +131,22 @@ def download_dir(uri: str, local_dir: str | os.PathLike, *, endpoint_url: str | 
     except Exception as exc:  # noqa: BLE001
         raise _explain(exc, f"cannot download {uri}") from None
     return dst
+
+
+def download_file(uri: str, local_path: str | os.PathLike, *, endpoint_url: str | None = None) -> Path:
+    """One object (``s3://bucket/key``) to a local file, written atomically; errors are one line."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, key = parse_s3_uri(uri)
+    if not key:
+        raise DivtuneError(f"s3 URI names no object: {uri}")
+    dst = Path(local_path)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.part")
+    try:
+        client(endpoint_url).download_file(bucket, key, str(tmp))
+    except (ClientError, BotoCoreError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise _explain(exc, f"cannot download {uri}") from None
+    os.replace(tmp, dst)
+    return dst
