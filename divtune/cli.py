@@ -50,6 +50,10 @@ def _preflight(cfg) -> None:
         from divtune.registry.gate import load_policy
 
         load_policy(cfg.gate.policy)
+    if cfg.train.method == "darling":  # required paths (classifier, reward model) set, before anything starts
+        from divtune.rewards.darling import check_darling_config
+
+        check_darling_config(cfg.train.darling, local_paths=False)  # they may be the cluster's paths
     d = cfg.data
     if d.path is None and d.task == "lists":
         from divtune.data.lists import synthesize_lists
@@ -61,10 +65,6 @@ def _preflight(cfg) -> None:
         from divtune.data.dataset import training_rows
 
         training_rows(d.task, d.path)
-    if cfg.train.method == "darling":  # required paths (classifier, reward model) set, before anything starts
-        from divtune.rewards.darling import check_darling_config
-
-        check_darling_config(cfg.train.darling, local_paths=False)  # they may be the cluster's paths
 
 
 def _check_bucket(uri: str, endpoint_url: str | None) -> None:
