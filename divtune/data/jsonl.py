@@ -35,17 +35,22 @@ def write_lines(records: Iterable[Mapping[str, Any]], path: str | os.PathLike, *
     return p
 
 
-def read_lines(path: str | os.PathLike, *, noun: str = "dataset") -> list[tuple[int, str]]:
-    """The non-blank lines of a UTF-8 file with their 1-based numbers; a missing/unreadable file is a DataError."""
+def read_text(path: str | os.PathLike, *, noun: str = "dataset") -> str:
+    """A UTF-8 file's text; missing, not a file or not UTF-8 is a one-line DataError naming it."""
     p = Path(path)
     if not p.exists():
         raise DataError(f"{noun} file not found: {p}")
     if not p.is_file():
         raise DataError(f"{noun} path is not a file: {p}")
     try:
-        text = p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise DataError(f"{noun} file {p} is not UTF-8 text") from None
+
+
+def read_lines(path: str | os.PathLike, *, noun: str = "dataset") -> list[tuple[int, str]]:
+    """The non-blank lines of a UTF-8 file with their 1-based numbers; a missing/unreadable file is a DataError."""
+    text = read_text(path, noun=noun)
     return [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
 

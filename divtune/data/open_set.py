@@ -70,17 +70,13 @@ def load_prompts_file(path: str | os.PathLike) -> list[OpenSetPrompt]:
     Strings are used as given (no format is appended) and named ``prompt-00``, ``prompt-01``, ...
     Categories must be unique.  Any problem is a one-line :class:`DataError` naming the file.
     """
+    from divtune.data.jsonl import read_text
+
     p = Path(path)
-    if not p.exists():
-        raise DataError(f"prompts file not found: {p}")
-    if not p.is_file():
-        raise DataError(f"prompts path is not a file: {p}")
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        data = json.loads(read_text(p, noun="prompts"))
     except json.JSONDecodeError as exc:
         raise DataError(f"prompts file {p} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
-    except UnicodeDecodeError:
-        raise DataError(f"prompts file {p} is not UTF-8 text") from None
     return prompts_from_json(data, where=f"prompts file {p}")
 
 

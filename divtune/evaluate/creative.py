@@ -66,18 +66,10 @@ class SentenceEmbedder:
 
     def __init__(self, model_path: str | os.PathLike | None = None, *, device: str | None = None,
                  batch_size: int = 64) -> None:
-        from sentence_transformers import SentenceTransformer
+        from divtune.rewards.partition import load_sentence_model
 
-        from divtune.errors import DivtuneError
-        from divtune.rewards.partition import _local_model_path
-
-        self.path = _local_model_path(model_path, "embedding model")
+        self.model, self.path = load_sentence_model(model_path, device)
         self.name = "all-MiniLM-L6-v2" if model_path is None else self.path.name
-        try:
-            self.model = SentenceTransformer(str(self.path), device=device or "cpu", local_files_only=True)
-        except Exception as exc:  # noqa: BLE001 - not a sentence-transformers model
-            raise DivtuneError(f"cannot load a sentence-embedding model from {self.path}: "
-                               f"{' '.join(str(exc).split())[:200]}") from None
         self.batch_size = batch_size
 
     def describe(self) -> dict[str, Any]:

@@ -117,6 +117,19 @@ def _local_model_path(path: str | os.PathLike | None, what: str) -> Path:
     return Path(p)
 
 
+def load_sentence_model(model_path: str | os.PathLike | None = None, device: str | None = None):
+    """``(SentenceTransformer, local path)``, offline: ``None`` = all-MiniLM-L6-v2 from its wheel, a
+    directory, or ``s3://``; anything that is not a sentence-transformers model is one line."""
+    from sentence_transformers import SentenceTransformer
+
+    path = _local_model_path(model_path, "embedding model")
+    try:
+        return SentenceTransformer(str(path), device=device or "cpu", local_files_only=True), path
+    except Exception as exc:  # noqa: BLE001 - not a sentence-transformers model
+        raise DivtuneError(f"cannot load a sentence-embedding model from {path}: "
+                           f"{' '.join(str(exc).split())[:200]}") from None
+
+
 class EmbeddingPartitioner:
     """Equivalent when the cosine similarity of sentence embeddings is >= ``threshold``."""
 
@@ -124,15 +137,8 @@ class EmbeddingPartitioner:
 
     def __init__(self, model_path: str | os.PathLike | None = None, threshold: float = 0.8,
                  device: str | None = None, batch_size: int = 64) -> None:
-        from sentence_transformers import SentenceTransformer
-
         self.threshold = _check_threshold(threshold)
-        path = _local_model_path(model_path, "embedding model")
-        try:
-            self.model = SentenceTransformer(str(path), device=device or "cpu", local_files_only=True)
-        except Exception as exc:  # noqa: BLE001 - not a sentence-transformers model
-            raise DivtuneError(f"cannot load a sentence-embedding model from {path}: "
-                               f"{' '.join(str(exc).split())[:200]}") from None
+        self.model, _ = load_sentence_model(model_path, device)
         self.batch_size = batch_size
 
     def partition(self, texts: Sequence[str]) -> list[int]:
