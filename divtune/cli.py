@@ -71,14 +71,7 @@ def _check_bucket(uri: str, endpoint_url: str | None) -> None:
     """The bucket of ``storage.models_uri`` exists and answers (after boto3's retries), or one line."""
     from divtune import storage
 
-    bucket, _ = storage.parse_s3_uri(uri)
-    try:
-        storage.client(endpoint_url).head_bucket(Bucket=bucket)
-    except Exception as exc:  # noqa: BLE001 - any S3 failure is one line naming the URI and the cause
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
-        if code in ("404", "NoSuchBucket"):
-            raise DivtuneError(f"storage.models_uri {uri}: bucket {bucket!r} does not exist") from None
-        raise storage._explain(exc, f"storage.models_uri {uri}") from None
+    storage.require_bucket(uri, f"storage.models_uri {uri}", endpoint_url=endpoint_url)
 
 
 def _print_json(data: Any, out: str | None) -> None:

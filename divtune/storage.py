@@ -58,6 +58,18 @@ def _explain(exc: Exception, what: str) -> DivtuneError:
     return DivtuneError(f"{what}: {' '.join(str(exc).split())[:200]}")
 
 
+def require_bucket(uri: str, what: str, *, endpoint_url: str | None = None, s3=None) -> None:
+    """The bucket of ``uri`` exists and answers (after boto3's retries), or one line starting with ``what``."""
+    bucket, _ = parse_s3_uri(uri)
+    try:
+        (s3 or client(endpoint_url)).head_bucket(Bucket=bucket)
+    except Exception as exc:  # noqa: BLE001 - any S3 failure is one line naming the URI and the cause
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+        if code in ("404", "NoSuchBucket"):
+            raise DivtuneError(f"{what}: bucket {bucket!r} does not exist") from None
+        raise _explain(exc, what) from None
+
+
 def _sha256(p: Path) -> str:
     h = hashlib.sha256()
     with p.open("rb") as f:

@@ -124,14 +124,7 @@ def _fetch_s3(uri: str, rels: list[str], dst: Path) -> Path:
 
     bucket, prefix = storage.parse_s3_uri(uri)
     s3 = storage.client()
-    try:
-        s3.head_bucket(Bucket=bucket)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket"):
-            raise DivtuneError(f"cannot read {uri}: bucket {bucket!r} does not exist") from None
-        raise storage._explain(exc, f"cannot read {uri}") from None
-    except Exception as exc:  # noqa: BLE001 - endpoint down, credentials: one line
-        raise storage._explain(exc, f"cannot read {uri}") from None
+    storage.require_bucket(uri, f"cannot read {uri}", s3=s3)
     missing: list[str] = []
     for rel in rels:
         key = f"{prefix}/{rel}" if prefix else rel
