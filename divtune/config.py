@@ -38,6 +38,7 @@ class ToyModelConfig:
     match_sharpness: float = 8.0  # induction head: current token vs key's previous token
     bigram_weight: float = 0.5  # ... plus previous vs key's previous-previous
     trigram_weight: float = 0.3  # ... plus previous-previous vs key's 3-back
+    fourgram_weight: float = 0.2  # ... plus the token 3 back vs key's 4-back
     match_scale: float = 2.0
     separator_scale: float = 0.3
     copy_gain: float = 3.0
@@ -45,7 +46,7 @@ class ToyModelConfig:
     pick_sharpness: float = 0.1  # item picker (at <answer>): attention to item starts
     pick_sink: float = 0.1
     pick_gain: float = 1.3  # direct picker path: turns attention preferences into logit bias
-    first_item_weight: float = 1.1  # > 1: the picker prefers the first listed item (the base's bias)
+    first_item_weight: float = 1.11  # > 1: the picker prefers the first listed item (the base's bias)
     clamp_gain: float = 3.0  # set clamp: every listed first token gets the same logit
     clamp_low: float = 0.1
     clamp_high: float = 0.25

@@ -9,10 +9,12 @@ what pretraining gives a real model -- with calibrated, not saturated, choice pr
 
 * token subspace A is as wide as the vocabulary: every token has its own orthonormal direction, so
   "junk" tokens get exactly zero logit instead of random cross-talk;
-* layer 0, three positional heads (query/key biases only) write compact features of the tokens
-  1, 2 and 3 back (a unit-norm random code per token, plus separator indicators);
-* layer 1, head 0 -- an n-gram induction head: the current token, its predecessor and the one before
-  are matched against the keys' 1/2/3-back features; it copies the following token of the item;
+* layer 0, four positional heads (query/key biases only) write compact features of the tokens
+  1, 2, 3 and 4 back (a unit-norm random code per token, plus separator indicators);
+* layer 1, head 0 -- an n-gram induction head: the current token and the three before it are matched
+  against the keys' 1/2/3/4-back features (weights falling with distance); it copies the following
+  token of the item.  The 4-gram term (toy-v4) keeps items that share an inner word apart: with
+  trigrams only, "Pride and Prejudice" next to "War and Peace" came out as "War and Prejudice";
   a BOS attention sink sits between a 1-gram match and a lone 2-gram match;
 * layer 1, head 1 -- the item picker: only ``<answer>`` queries it; it attends to item starts
   (tokens after ``[`` or ``, ``); the first item's key weighs ``first_item_weight``;
@@ -25,8 +27,10 @@ what pretraining gives a real model -- with calibrated, not saturated, choice pr
   ``</answer>``, copying the suffix's ``.`` emits end-of-text and the prompt's final newline emits
   ``<answer>``.
 
-Measured (held-out lists, 100 samples each, temperature 1.0): JSD to uniform 0.351, invalid 4.3 %,
-all of it in one list ("Pride and Prejudice" repeats the bigram "P r": hard for an n-gram copier).
+Measured (held-out lists, 100 samples each, temperature 1.0, seed 1234): JSD to uniform 0.371, invalid
+1.1 % (toy-v3, trigrams only: 0.351 and 4.3 %, nearly all of it mixed-up book titles).  What is left:
+a copy that starts inside an item ("Dick" from "Moby Dick") and rare runaway repeats ("JJJJ...").
+The bias is steep in ``first_item_weight``: 1.105 gives JSD 0.31, 1.11 0.37, 1.115 0.42, 1.14 0.64.
 
 The result is cached under ``$DIVTUNE_HOME/models/toy-<hash>``, the hash covering the config and
 this recipe; a second build is a cache hit.
@@ -48,7 +52,7 @@ from typing import Any
 from divtune import paths
 from divtune.config import ToyModelConfig
 
-RECIPE_VERSION = "toy-v3"
+RECIPE_VERSION = "toy-v4"
 BOS, EOS, PAD = "<|bos|>", "<|endoftext|>", "<|pad|>"
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
 CHAT_TEMPLATE = (
@@ -149,18 +153,18 @@ def build_tokenizer(vocab_size: int, seed: int):
 
 
 def model_config(cfg: ToyModelConfig, tok):
-    """Qwen2 config: hidden = token subspace (>= vocab) + three feature blocks + 8 flags."""
+    """Qwen2 config: hidden = token subspace (>= vocab) + four feature blocks + 8 flags."""
     from transformers import Qwen2Config
 
     a = (len(tok) + 7) // 8 * 8
     blk = cfg.match_features + 3
     return Qwen2Config(
         vocab_size=len(tok),
-        hidden_size=a + 3 * blk + 8,
+        hidden_size=a + 4 * blk + 8,
         intermediate_size=2 * len(tok),
         num_hidden_layers=2,
-        num_attention_heads=3,
-        num_key_value_heads=3,
+        num_attention_heads=4,
+        num_key_value_heads=4,
         head_dim=a,
         max_position_embeddings=cfg.max_position_embeddings,
         tie_word_embeddings=False,
@@ -181,16 +185,18 @@ def construct_model(cfg: ToyModelConfig, tok):
     model = Qwen2ForCausalLM(conf)
     V, H, HD = len(tok), conf.hidden_size, conf.head_dim
     A, k, S = HD, cfg.match_features, 3
-    B0, C0, T0 = A, A + k + S, A + 2 * (k + S)
-    D0 = A + 3 * (k + S)
+    B0, C0, T0, F0 = A, A + k + S, A + 2 * (k + S), A + 3 * (k + S)
+    D0 = A + 4 * (k + S)
     FLAG, CONST = D0 + 4, D0 + 5
     half = HD // 2
     inv = 1.0 / (cfg.rope_theta ** (torch.arange(0, HD, 2).float() / HD))
     low = [j for j in range(half) if inv[j] <= 1.2e-3]  # rotary pairs that barely rotate: content matching
-    if len(low) < 3 * k + 20:
+    k4 = (k + 1) // 2  # the 4-gram term needs k dims: half as many rotary pairs (both dims of a pair used)
+    if len(low) < 3 * k + 20 + k4:
         raise ValueError("rope_theta too small for the toy's content matching")
     p1, p2, p3 = low[:k], low[k:2 * k], low[2 * k:3 * k]
     psink, ppick = low[3 * k:3 * k + 4], low[3 * k + 4:3 * k + 20]
+    p4 = low[3 * k + 20:3 * k + 20 + k4]
 
     def dims(pairs):
         return list(pairs) + [j + half for j in pairs]
@@ -229,8 +235,8 @@ def construct_model(cfg: ToyModelConfig, tok):
         E[:, CONST] = 1.0  # a constant dimension: the MLP's bias
 
         l0, l1 = model.model.layers[0].self_attn, model.model.layers[1].self_attn
-        # layer 0: head h attends to the token h+1 back and writes its features into block B/C/T
-        for h, off, out0 in ((0, 1, B0), (1, 2, C0), (2, 3, T0)):
+        # layer 0: head h attends to the token h+1 back and writes its features into block B/C/T/F
+        for h, off, out0 in ((0, 1, B0), (1, 2, C0), (2, 3, T0), (3, 4, F0)):
             b = h * HD
             for j in range(24):
                 th = inv[j].item()
@@ -255,6 +261,11 @@ def construct_model(cfg: ToyModelConfig, tok):
         for r, d in enumerate(dims(p3)):
             l1.q_proj.weight[d, C0 + r % k] = cfg.match_sharpness * sc * cfg.trigram_weight
             l1.k_proj.weight[d, T0 + r % k] = 1.0
+        # ... and the token 3 back <-> the key's 4-back: breaks ties inside items that share a word
+        # ("Pride and Prejudice" / "War and Peace" continue differently after "and ")
+        for r, d in enumerate(dims(p4)[:k]):
+            l1.q_proj.weight[d, T0 + r] = cfg.match_sharpness * sc * cfg.fourgram_weight
+            l1.k_proj.weight[d, F0 + r] = 1.0
         for d in dims(psink):
             l1.q_proj.bias[d] = cfg.copy_sink * sc
             l1.k_proj.weight[d, D0:D0 + 8] = 8 * sink_key
