@@ -428,10 +428,8 @@ def cmd_repro(args: argparse.Namespace) -> int:
     out = uniformity(cfg, methods, samples=args.samples, work_dir=args.work_dir)
     print()
     print(out["table"])
-    trained = [m for m in methods if m != "base"]
-    if trained:
-        print(f"\ntrained models (divtune evaluate lists --model DIR --lists FILE): "
-              + ", ".join(str(Path(out["work_dir"]) / f"{m}-merged") for m in trained))
+    if out["models"]:
+        print("\ntrained models (divtune evaluate lists --model DIR --lists FILE): " + ", ".join(out["models"].values()))
     return 0
 
 

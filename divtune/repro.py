@@ -100,6 +100,7 @@ def uniformity(cfg: PipelineConfig, methods: tuple[str, ...] = ("base", "sft", "
     base, rows, work = _prepare(cfg, work_dir, "divtune-repro-")
     exp = tracking.experiment_id(cfg.registry.experiment)
     results: dict[str, dict[str, Any]] = {}
+    trained: dict[str, str] = {}  # method -> its merged model directory
     table_rows = []
     with mlflow.start_run(experiment_id=exp, run_name=f"repro-uniformity-{cfg.name}",
                           tags={"divtune.stage": "repro-uniformity"}):
@@ -108,6 +109,8 @@ def uniformity(cfg: PipelineConfig, methods: tuple[str, ...] = ("base", "sft", "
         for m in methods:
             t0 = time.time()
             model_dir = base if m == "base" else _train_and_merge(cfg, m, base, rows, work)
+            if m != "base":
+                trained[m] = str(model_dir)
             res = evaluate_lists(HFGenerator(model_dir, batch_size=e.batch_size), heldout_examples(e.template_id),
                                  samples=n, temperature=e.temperature, max_new_tokens=e.max_new_tokens, seed=e.seed,
                                  system_prompt=cfg.data.system_prompt, few_shot=cfg.data.few_shot)
@@ -126,7 +129,7 @@ def uniformity(cfg: PipelineConfig, methods: tuple[str, ...] = ("base", "sft", "
         mlflow.log_text(json.dumps({"rows": table_rows, "results": results}, indent=2, default=str), "uniformity.json")
         chart = bar_chart(results, work / "answer_distributions.png")
         mlflow.log_artifact(str(chart))
-    return {"table": table, "rows": table_rows, "work_dir": str(work)}
+    return {"table": table, "rows": table_rows, "work_dir": str(work), "models": trained}
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -164,6 +167,8 @@ def darling(cfg: PipelineConfig, *, samples: int | None = None, k: int = 4,
         for m in ("base", "grpo", "darling"):
             t0 = time.time()
             model_dir = base if m == "base" else _train_and_merge(cfg, m, base, rows, work)
+            if m != "base":
+                trained[m] = str(model_dir)
             res = evaluate_lists(HFGenerator(model_dir, batch_size=e.batch_size), heldout_examples(e.template_id),
                                  samples=n, temperature=e.temperature, max_new_tokens=e.max_new_tokens, seed=e.seed,
                                  system_prompt=cfg.data.system_prompt, few_shot=cfg.data.few_shot)
