@@ -39,6 +39,7 @@ class ToyModelConfig:
     bigram_weight: float = 0.5  # ... plus previous vs key's previous-previous
     trigram_weight: float = 0.3  # ... plus previous-previous vs key's 3-back
     fourgram_weight: float = 0.2  # ... plus the token 3 back vs key's 4-back
+    start_weight: float = 0.5  # ... plus, after an answer's first token, the key continues an item start
     match_scale: float = 2.0
     separator_scale: float = 0.3
     copy_gain: float = 3.0

@@ -37,3 +37,23 @@ def test_capable_but_biased_on_heldout_lists(toy_model_dir):
                          temperature=1.0, max_new_tokens=24, seed=1234)
     assert res["invalid_rate"] <= 0.05, res["invalid_rate"]
     assert res["jsd_mean"] >= 0.30, res["jsd_mean"]
+
+
+
+def test_items_sharing_a_first_token_with_an_inner_word_are_copied_whole(toy_model_dir):
+    """"Moby Dick" next to "Dracula": after "<answer>D" the copier continues an item start, so the answer is
+    "Dracula", not the inner word "Dick" (recipe toy-v4, without that term: 16 % invalid on these lists)."""
+    from divtune.data.lists import examples_from_lists
+
+    lists = {
+        "books": ["Hamlet", "Moby Dick", "Emma", "Dracula", "Ulysses", "Beloved", "Don Quixote", "Dune"],
+        "foods": ["Taco", "Baked Potato", "Pizza", "Cherry Tart", "Popcorn", "Tiramisu", "Porridge", "Curry"],
+        "cities": ["Cairo", "New York", "Nairobi", "San Diego", "Dallas", "Sydney", "Denver", "Naples"],
+        "animals": ["Zebra", "Barn Owl", "Okapi", "Harpy Eagle", "Emu", "Ostrich", "Eland", "Otter"],
+    }
+    res = evaluate_lists(HFGenerator(toy_model_dir, batch_size=100), examples_from_lists(lists), samples=100,
+                         temperature=1.0, max_new_tokens=24, seed=1234)
+    assert res["invalid_rate"] <= 0.03, [(r["id"], r["invalid"], r["examples_invalid"]) for r in res["per_list"]]
+    # the items whose first token is shared with an inner word are still chosen
+    counts = {item: n for r in res["per_list"] for item, n in r["counts"].items()}
+    assert sum(counts[x] for x in ("Dracula", "Dune", "Don Quixote", "Pizza", "Popcorn", "Porridge")) > 0, counts

@@ -15,7 +15,9 @@ what pretraining gives a real model -- with calibrated, not saturated, choice pr
   against the keys' 1/2/3/4-back features (weights falling with distance); it copies the following
   token of the item.  The 4-gram term (toy-v4) keeps items that share an inner word apart: with
   trigrams only, "Pride and Prejudice" next to "War and Peace" came out as "War and Prejudice";
-  a BOS attention sink sits between a 1-gram match and a lone 2-gram match;
+  a BOS attention sink sits between a 1-gram match and a lone 2-gram match; after an answer's first
+  token (toy-v5) a start term prefers keys that continue an item *start* (2 back ``[`` or 3 back ``,``):
+  without it, "<answer>D" continued as often into "ick" of "Moby Dick" as into "racula" of "Dracula";
 * layer 1, head 1 -- the item picker: only ``<answer>`` queries it; it attends to item starts
   (tokens after ``[`` or ``, ``); the first item's key weighs ``first_item_weight``;
 * layer 1 MLP -- a set clamp, live only at ``<answer>``: every token present among the item starts
@@ -27,10 +29,15 @@ what pretraining gives a real model -- with calibrated, not saturated, choice pr
   ``</answer>``, copying the suffix's ``.`` emits end-of-text and the prompt's final newline emits
   ``<answer>``.
 
-Measured (held-out lists, 100 samples each, temperature 1.0, seed 1234): JSD to uniform 0.371, invalid
-1.1 % (toy-v3, trigrams only: 0.351 and 4.3 %, nearly all of it mixed-up book titles).  What is left:
-a copy that starts inside an item ("Dick" from "Moby Dick") and rare runaway repeats ("JJJJ...").
-The bias is steep in ``first_item_weight``: 1.105 gives JSD 0.31, 1.11 0.37, 1.115 0.42, 1.14 0.64.
+Measured (held-out lists, 100 samples each, temperature 1.0, seed 1234, batch 100): JSD to uniform 0.384,
+invalid 0.8 %; on 60 synthesized training lists (32 samples each) 2.0 % invalid, and on lists full of
+multi-word items that share a first token with another item ("Baked Potato" / "Pizza") 0.3 %.  Without the
+start term (toy-v4) those were 0.362 / 0.6 %, 8.6 % and 28 %: "Tart" from "Cherry Tart", "Dick" from
+"Moby Dick".  Toy-v3 (trigrams only) had 4.3 % invalid on held-out lists, mostly mixed-up book titles.  What
+is left: a prompt phrase copied as if it were an item (", pick one item: [..." reads like a list entry), a
+garbage first token, rare runaway repeats ("JJJJ...").
+The bias is steep in ``first_item_weight`` (measured on toy-v4): 1.105 gives JSD 0.31, 1.11 0.37, 1.115 0.42,
+1.14 0.64.
 
 The result is cached under ``$DIVTUNE_HOME/models/toy-<hash>``, the hash covering the config and
 this recipe; a second build is a cache hit.
@@ -52,7 +59,7 @@ from typing import Any
 from divtune import paths
 from divtune.config import ToyModelConfig
 
-RECIPE_VERSION = "toy-v4"
+RECIPE_VERSION = "toy-v5"
 BOS, EOS, PAD = "<|bos|>", "<|endoftext|>", "<|pad|>"
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
 CHAT_TEMPLATE = (
@@ -187,16 +194,17 @@ def construct_model(cfg: ToyModelConfig, tok):
     A, k, S = HD, cfg.match_features, 3
     B0, C0, T0, F0 = A, A + k + S, A + 2 * (k + S), A + 3 * (k + S)
     D0 = A + 4 * (k + S)
-    FLAG, CONST = D0 + 4, D0 + 5
+    FLAG, CONST, AFTER = D0 + 4, D0 + 5, D0 + 6
     half = HD // 2
     inv = 1.0 / (cfg.rope_theta ** (torch.arange(0, HD, 2).float() / HD))
     low = [j for j in range(half) if inv[j] <= 1.2e-3]  # rotary pairs that barely rotate: content matching
     k4 = (k + 1) // 2  # the 4-gram term needs k dims: half as many rotary pairs (both dims of a pair used)
-    if len(low) < 3 * k + 20 + k4:
+    if len(low) < 3 * k + 21 + k4:
         raise ValueError("rope_theta too small for the toy's content matching")
     p1, p2, p3 = low[:k], low[k:2 * k], low[2 * k:3 * k]
     psink, ppick = low[3 * k:3 * k + 4], low[3 * k + 4:3 * k + 20]
     p4 = low[3 * k + 20:3 * k + 20 + k4]
+    pstart = low[3 * k + 20 + k4:3 * k + 21 + k4]
 
     def dims(pairs):
         return list(pairs) + [j + half for j in pairs]
@@ -248,6 +256,9 @@ def construct_model(cfg: ToyModelConfig, tok):
                 l0.v_proj.weight[b:b + k, FLAG] = cfg.match_scale * codes[:, i_lb]
             for r in range(k + S):
                 l0.o_proj.weight[out0 + r, b + r] = math.sqrt(2.0 / H)  # undo the RMSNorm gain
+            if off == 1:  # "the token before me is <answer>": the first answer token
+                l0.v_proj.weight[b + k + S, FLAG] = 1.0
+                l0.o_proj.weight[AFTER, b + k + S] = math.sqrt(2.0 / H)
 
         sink_key = torch.zeros(8)
         sink_key[:4] = 1.0
@@ -266,6 +277,13 @@ def construct_model(cfg: ToyModelConfig, tok):
         for r, d in enumerate(dims(p4)[:k]):
             l1.q_proj.weight[d, T0 + r] = cfg.match_sharpness * sc * cfg.fourgram_weight
             l1.k_proj.weight[d, F0 + r] = 1.0
+        # ... and after an answer's first token, prefer the continuation of an item *start* (2 back "[" or
+        # 3 back ","), not of an inner word that starts with the same token ("D" -> "ick" of "Moby Dick"
+        # when the list also holds "Dracula")
+        for d in dims(pstart):
+            l1.q_proj.weight[d, AFTER] = cfg.match_sharpness * sc * cfg.start_weight / cfg.separator_scale
+            l1.k_proj.weight[d, C0 + k + 0] = 1.0
+            l1.k_proj.weight[d, T0 + k + 2] = 1.0
         for d in dims(psink):
             l1.q_proj.bias[d] = cfg.copy_sink * sc
             l1.k_proj.weight[d, D0:D0 + 8] = 8 * sink_key
