@@ -128,3 +128,16 @@ def test_pipeline_dataset_from_config_file_or_synthesis(tmp_path, aws_env):
     with pytest.raises(Exception, match="s3://data-bkt/nope.jsonl"):
         materialize(load_config("toy", overrides=["data.task=math", "data.path=s3://data-bkt/nope.jsonl"]).data,
                     tmp_path / "z.jsonl")
+
+
+@pytest.mark.parametrize("name", ["unseen-single-word", "unseen-multi-word"])
+def test_shipped_evaluation_lists_load_and_share_no_category_with_training(name):
+X
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "lists" / f"{name}.json"
+    examples = load_user_lists(path)
+    assert len(examples) == 10
+    train_items = {x.casefold() for items in TRAIN_CATEGORIES.values() for x in items}
+    if name == "unseen-single-word":
+        assert not {x.casefold() for ex in examples for x in ex.items} & train_items
