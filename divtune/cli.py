@@ -418,6 +418,7 @@ def cmd_repro(args: argparse.Namespace) -> int:
         out = darling(cfg, samples=args.samples, work_dir=args.work_dir)
         print()
         print(out["table"])
+        print("\ntrained models (divtune evaluate lists --model DIR --lists FILE): " + ", ".join(out["models"].values()))
         return 0
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     bad = [m for m in methods if m not in ("base", "sft", "grpo", "gapo")]

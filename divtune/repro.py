@@ -160,6 +160,7 @@ def darling(cfg: PipelineConfig, *, samples: int | None = None, k: int = 4,
     n = samples or e.samples_per_list
     base, rows, work = _prepare(cfg, work_dir, "divtune-repro-darling-")
     table_rows = []
+    trained: dict[str, str] = {}  # method -> its merged model directory
     with mlflow.start_run(experiment_id=tracking.experiment_id(cfg.registry.experiment),
                           run_name=f"repro-darling-{cfg.name}", tags={"divtune.stage": "repro-darling"}):
         mlflow.log_params({"preset": cfg.name, "samples_per_list": n, "k": k, "max_steps": cfg.train.max_steps,
@@ -188,4 +189,4 @@ def darling(cfg: PipelineConfig, *, samples: int | None = None, k: int = 4,
         table = "\n".join(lines)
         mlflow.log_text(table, "darling.md")
         mlflow.log_text(json.dumps(table_rows, indent=2), "darling.json")
-    return {"table": table, "rows": table_rows, "work_dir": str(work)}
+    return {"table": table, "rows": table_rows, "work_dir": str(work), "models": trained}
