@@ -4,7 +4,13 @@ The only difference between the two is the reward: GAPO's frequency-aware group 
 GRPO's per-sample validity reward.  Goal: ratio <= 1.02 (the group reward costs nothing next to
 generation).  Runs alternate (GRPO, GAPO, GRPO, GAPO, ...) so machine drift hits both alike.
 
-    .venv/bin/python benchmarks/gapo_step_time.py [--rounds 3] [--steps 4]
+By default the learning rate is 0: both methods then sample the very same completions step for step
+(same base, same seeds), so the ratio measures what the reward adds to a step, not the drift of
+completion lengths between two policies that learn different things (with ``--lr 1e-4`` the ratio
+moves by several percent either way from run to run on 2 CPU cores, while the reward itself is
+~0.05 ms per group).  Generation, loss, backward and optimizer step all still run.
+
+    .venv/bin/python benchmarks/gapo_step_time.py [--rounds 3] [--steps 6] [--lr 0]
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DIVTUNE_NO_PROGRESS", "1")
 
 
-def step_times(method: str, base, rows, steps: int, G: int) -> list[float]:
+def step_times(method: str, base, rows, steps: int, G: int, lr: float = 0.0) -> list[float]:
     from transformers import TrainerCallback
 
     from divtune.config import LoraConfig, TrainConfig
@@ -36,7 +42,7 @@ def step_times(method: str, base, rows, steps: int, G: int) -> list[float]:
             times.append(time.perf_counter() - self.t)
 
     tc = TrainConfig(method=method, num_generations=G, per_device_train_batch_size=2 * G,
-                     gradient_accumulation_steps=1, max_steps=steps, learning_rate=1e-4, loss_type="grpo",
+                     gradient_accumulation_steps=1, max_steps=steps, learning_rate=lr, loss_type="grpo",
                      max_completion_length=16, save_steps=10_000, logging_steps=10_000,
                      lora=LoraConfig(r=16, alpha=32, dropout=0.0))
     with tempfile.TemporaryDirectory() as d:
@@ -64,9 +70,10 @@ def reward_call_time(G: int, groups: int = 200) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--G", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=0.0, help="0: identical rollouts for both methods (see module doc)")
     args = ap.parse_args()
 
     from divtune.config import load_config
@@ -79,7 +86,7 @@ def main() -> None:
     t = {"grpo": [], "gapo": []}
     for _ in range(args.rounds):
         for method in ("grpo", "gapo"):
-            t[method] += step_times(method, base, rows, args.steps + 1, args.G)
+            t[method] += step_times(method, base, rows, args.steps + 1, args.G, args.lr)
     med = {m: statistics.median(v) for m, v in t.items()}
     micro = reward_call_time(args.G)
     import torch
@@ -87,15 +94,19 @@ def main() -> None:
     result = {
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "G": args.G,
+        "learning_rate": args.lr,
         "steps_measured": {m: len(v) for m, v in t.items()},
         "median_step_s": med,
+        "step_s": {m: [round(x, 3) for x in v] for m, v in t.items()},
         "ratio_gapo_over_grpo": med["gapo"] / med["grpo"],
+        # step i of a GAPO run against step i of the GRPO run before it: the same completions (lr 0)
+        "paired_ratio_median": statistics.median(a / b for a, b in zip(t["gapo"], t["grpo"], strict=True)),
         "reward_seconds_per_group": micro,
         "reward_share_of_gapo_step": micro["gapo"] * 2 / med["gapo"],  # 2 groups per step
     }
     print(json.dumps(result, indent=2))
-    print(f"\nGAPO/GRPO step-time ratio: {result['ratio_gapo_over_grpo']:.3f} (goal <= 1.02); "
-          f"GAPO reward = {100 * result['reward_share_of_gapo_step']:.3f} % of a step")
+    print(f"\nGAPO/GRPO step-time ratio: {result['ratio_gapo_over_grpo']:.3f} (goal <= 1.02; step by step "
+          f"{result['paired_ratio_median']:.3f}); GAPO reward = {100 * result['reward_share_of_gapo_step']:.3f} % of a step")
 
 
 if __name__ == "__main__":
