@@ -8,7 +8,9 @@ By default the learning rate is 0: both methods then sample the very same comple
 (same base, same seeds), so the ratio measures what the reward adds to a step, not the drift of
 completion lengths between two policies that learn different things (with ``--lr 1e-4`` the ratio
 moves by several percent either way from run to run on 2 CPU cores, while the reward itself is
-~0.05 ms per group).  Generation, loss, backward and optimizer step all still run.
+~0.05 ms per group).  Generation, loss, backward and optimizer step all still run.  Machine noise
+remains: on 2 CPU cores one run's ratio is worth about +-0.1, so read ``step_s`` (the same completions
+step for step track each other) and ``reward_share_of_gapo_step`` with it.
 
     .venv/bin/python benchmarks/gapo_step_time.py [--rounds 3] [--steps 6] [--lr 0]
 """

@@ -415,10 +415,7 @@ def cmd_repro(args: argparse.Namespace) -> int:
     if args.experiment == "darling":
         from divtune.repro import darling
 
-        out = darling(cfg, samples=args.samples, work_dir=args.work_dir)
-        print()
-        print(out["table"])
-        print("\ntrained models (divtune evaluate lists --model DIR --lists FILE): " + ", ".join(out["models"].values()))
+        _print_repro(darling(cfg, samples=args.samples, work_dir=args.work_dir))
         return 0
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     bad = [m for m in methods if m not in ("base", "sft", "grpo", "gapo")]
@@ -426,12 +423,16 @@ def cmd_repro(args: argparse.Namespace) -> int:
         raise DivtuneError(f"--methods: unknown method {bad[0] if bad else '(none)'!r} (use base, sft, grpo, gapo)")
     from divtune.repro import uniformity
 
-    out = uniformity(cfg, methods, samples=args.samples, work_dir=args.work_dir)
+    _print_repro(uniformity(cfg, methods, samples=args.samples, work_dir=args.work_dir))
+    return 0
+
+
+def _print_repro(out: dict) -> None:
+    """A repro's markdown table, then the models it trained (for ``divtune evaluate lists``)."""
     print()
     print(out["table"])
     if out["models"]:
         print("\ntrained models (divtune evaluate lists --model DIR --lists FILE): " + ", ".join(out["models"].values()))
-    return 0
 
 
 # --------------------------------------------------------------------------------------

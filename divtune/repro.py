@@ -30,6 +30,16 @@ def _train_and_merge(cfg: PipelineConfig, method: str, base: Path, rows: list[di
     return merged
 
 
+def _model_for(cfg: PipelineConfig, method: str, base: Path, rows: list[dict], work: Path,
+               trained: dict[str, str]) -> Path:
+    """The base itself for ``base``; otherwise train + merge ``method`` and record its merged directory."""
+    if method == "base":
+        return base
+    merged = _train_and_merge(cfg, method, base, rows, work)
+    trained[method] = str(merged)
+    return merged
+
+
 def _prepare(cfg: PipelineConfig, work_dir: str | None, prefix: str) -> tuple[Path, list[dict], Path]:
     """The shared base model, the synthesized training rows, a work dir; tracking set up."""
     from divtune.data.lists import synthesize_lists
@@ -108,9 +118,7 @@ def uniformity(cfg: PipelineConfig, methods: tuple[str, ...] = ("base", "sft", "
                            "max_steps": cfg.train.max_steps, "num_generations": cfg.train.num_generations})
         for m in methods:
             t0 = time.time()
-            model_dir = base if m == "base" else _train_and_merge(cfg, m, base, rows, work)
-            if m != "base":
-                trained[m] = str(model_dir)
+            model_dir = _model_for(cfg, m, base, rows, work, trained)
             res = evaluate_lists(HFGenerator(model_dir, batch_size=e.batch_size), heldout_examples(e.template_id),
                                  samples=n, temperature=e.temperature, max_new_tokens=e.max_new_tokens, seed=e.seed,
                                  system_prompt=cfg.data.system_prompt, few_shot=cfg.data.few_shot)
@@ -167,9 +175,7 @@ def darling(cfg: PipelineConfig, *, samples: int | None = None, k: int = 4,
                            "partitioner": cfg.train.darling.partitioner})
         for m in ("base", "grpo", "darling"):
             t0 = time.time()
-            model_dir = base if m == "base" else _train_and_merge(cfg, m, base, rows, work)
-            if m != "base":
-                trained[m] = str(model_dir)
+            model_dir = _model_for(cfg, m, base, rows, work, trained)
             res = evaluate_lists(HFGenerator(model_dir, batch_size=e.batch_size), heldout_examples(e.template_id),
                                  samples=n, temperature=e.temperature, max_new_tokens=e.max_new_tokens, seed=e.seed,
                                  system_prompt=cfg.data.system_prompt, few_shot=cfg.data.few_shot)

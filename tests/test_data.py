@@ -131,7 +131,7 @@ def test_pipeline_dataset_from_config_file_or_synthesis(tmp_path, aws_env):
 
 
 @pytest.mark.parametrize("name", ["unseen-single-word", "unseen-multi-word"])
-def test_shipped_evaluation_lists_load_and_share_no_category_with_training(name):
+def test_shipped_evaluation_lists_load_and_share_no_item_with_training(name):
     """configs/lists/*.json (the README's unseen-list figures) are valid --lists files; the single-word one shares
     no item with the training banks."""
     from pathlib import Path

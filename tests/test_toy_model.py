@@ -39,10 +39,9 @@ def test_capable_but_biased_on_heldout_lists(toy_model_dir):
     assert res["jsd_mean"] >= 0.30, res["jsd_mean"]
 
 
-
 def test_items_sharing_a_first_token_with_an_inner_word_are_copied_whole(toy_model_dir):
     """"Moby Dick" next to "Dracula": after "<answer>D" the copier continues an item start, so the answer is
-    "Dracula", not the inner word "Dick" (recipe toy-v4, without that term: 16 % invalid on these lists)."""
+    "Dracula", not the inner word "Dick" (recipe toy-v4, without that term: 28 % invalid on these lists)."""
     from divtune.data.lists import examples_from_lists
 
     lists = {

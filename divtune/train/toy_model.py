@@ -33,9 +33,9 @@ Measured (held-out lists, 100 samples each, temperature 1.0, seed 1234, batch 10
 invalid 0.8 %; on 60 synthesized training lists (32 samples each) 2.0 % invalid; on the 4 lists of
 ``test_items_sharing_a_first_token_with_an_inner_word_are_copied_whole`` ("Baked Potato" next to "Pizza")
 0.25 %.  Without the start term (toy-v4) those were 0.362 / 0.6 %, 8.6 % and 28 %: "Tart" from
-"Cherry Tart", "Dick" from "Moby Dick".  Toy-v3 (trigrams only) had 4.3 % invalid on held-out lists, mostly mixed-up book titles.  What
-is left: a prompt phrase copied as if it were an item (", pick one item: [..." reads like a list entry), a
-garbage first token, rare runaway repeats ("JJJJ...").
+"Cherry Tart", "Dick" from "Moby Dick".  Toy-v3 (trigrams only) had 4.3 % invalid on held-out lists,
+mostly mixed-up book titles.  What is left: a prompt phrase copied as if it were an item (", pick one
+item: [..." reads like a list entry), a garbage first token, rare runaway repeats ("JJJJ...").
 The bias is steep in ``first_item_weight`` (measured on toy-v4): 1.105 gives JSD 0.31, 1.11 0.37, 1.115 0.42,
 1.14 0.64.
 
