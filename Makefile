@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.divtune-installed
 
-.PHONY: install demo test test-fast compile lint clean-cache
+.PHONY: install demo test test-fast compile lint clean-cache results
 
 # torch==2.13.0 first: on CI/dev machines that pin resolves to the local CPU build (seconds);
 # everything else then resolves against it.
@@ -33,6 +33,10 @@ test-fast: $(STAMP)
 
 compile: $(STAMP)
 	$(BIN)/divtune compile --preset toy -o retrain.yaml
+
+# docs/results.md from the measured results (results/*.json, written by the benchmarks and repros).
+results: $(STAMP)
+	$(BIN)/python -m divtune.results render
 
 clean-cache:
 	rm -rf $${DIVTUNE_HOME:-$$HOME/.cache/divtune}
