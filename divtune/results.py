@@ -169,7 +169,7 @@ def load_results(results_dir: str | os.PathLike) -> list[tuple[str, dict[str, An
             doc = json.loads(p.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise ValueError(f"{p.name}: not a readable result file ({exc})") from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("kind"), str) or not isinstance(doc.get("figures"), dict):
+        if not (isinstance(doc, dict) and isinstance(doc.get("kind"), str) and isinstance(doc.get("figures"), dict)):
             raise ValueError(f"{p.name}: not a result file (needs 'kind' and 'figures')")
         out.append((p.name, doc))
     return out
