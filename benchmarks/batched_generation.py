@@ -11,6 +11,8 @@ two so machine drift hits both alike.  Goal: speed-up >= 5x.
 cached on first use) -- a real LM, where per-token compute is what batching amortises.  ``toy``: the
 project's toy base; it is so small that on 2 CPU cores both runs are bound by per-step overhead
 and the ratio says little.
+
+Prints the figures and records them (``divtune.results.record``) as ``results/batched_generation-<date>.json``.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def main() -> int:
     from divtune.config import load_config
     from divtune.data.lists import heldout_examples
     from divtune.evaluate.generation import HFGenerator, SamplingParams
-    from divtune.train.models import resolve_base_model
+    from divtune.models.resolve import resolve_base_model
 
     presets = {"smollm2": "smollm2-135m", "toy": "toy"}
     model = str(resolve_base_model(load_config(presets[args.model]).model)) if args.model in presets else args.model
@@ -64,6 +66,17 @@ def main() -> int:
     print(f"\nspeed-up batched vs one at a time: {ratio:.1f}x (goal >= 5x)")
     print(json.dumps({"samples": n, "rounds": args.rounds, "median_s": {k: statistics.median(v) for k, v in times.items()},
                       "speedup": ratio, "goal_met": ratio >= 5}))
+
+    from divtune.results import record
+
+    rows = [{"generation": k, "samples": n, "median_wall_s": statistics.median(v),
+             "samples_per_s": n / statistics.median(v)} for k, v in times.items()]
+    settings = {"model": args.model if args.model in presets else "a model directory", "lists": args.lists,
+                "samples_per_list": args.samples, "batch": args.batch, "max_new_tokens": args.max_new_tokens,
+                "rounds": args.rounds, "temperature": 1.0, "goal_speedup_at_least": 5}
+    path = record("batched_generation", {"runs": rows, "speedup": ratio, "goal_met": ratio >= 5},
+                  preset=presets.get(args.model), settings=settings, seeds={"sampling": params.seed})
+    print(f"recorded result file {path.name}")
     return 0
 
 

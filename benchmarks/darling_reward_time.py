@@ -9,6 +9,8 @@ partitioner (batched) on responses too long for the unigram shortcut, and what t
 if every pair of a G=16 group needed the classifier (the toy's tagged one-word answers mostly don't).
 
     .venv/bin/python benchmarks/darling_reward_time.py [--steps 6] [--rounds 1] [--classifier DIR]
+
+Prints the figures and records them (``divtune.results.record``) as ``results/darling_reward_time-<date>.json``.
 """
 
 from __future__ import annotations
@@ -126,10 +128,10 @@ def main() -> None:
 
     from divtune.config import load_config
     from divtune.data.lists import synthesize_lists
-    from divtune.train.toy_model import ensure_toy_model
+    from divtune.models.toy import ensure_toy_model
 
     cfg = load_config("toy-darling")
-    base = ensure_toy_model(cfg.model.toy, progress=False)
+    base = ensure_toy_model()
     rows = [e.to_row() for e in synthesize_lists(200, 0, cfg.data.categories, cfg.data.min_len, cfg.data.max_len)]
     tmp = tempfile.mkdtemp(prefix="divtune-bench-darling-")
     clf = args.classifier or make_speed_classifier(f"{tmp}/clf")
@@ -179,6 +181,19 @@ def main() -> None:
     print("\n" + "\n".join(table))
     ok = all(r["share"] <= 0.10 for r in result["rewards"].values())
     print(f"\ngoal: reward share <= 10 % of a GRPO step in the measured runs: {'met' if ok else 'NOT met'}")
+
+    from divtune.results import record
+
+    rows = [{"reward": label, **r} for label, r in result["rewards"].items()]
+    settings = {"steps_per_run": args.steps, "warm_up_steps_dropped": 1, "rounds": args.rounds, "G": G,
+                "groups_per_step": groups_per_step,
+                "classifier": "given (--classifier)" if args.classifier else "MiniLM-L6, fresh head",
+                "classifier_in_training_run": not args.skip_classifier_training_run, "device": result["device"],
+                "goal_share_at_most": 0.10}
+    path = record("darling_reward_time", {"rewards": rows, "classifier": result["classifier"], "goal_met": ok},
+                  preset="toy-darling", settings=settings,
+                  seeds={"train": cfg.train.seed, "data": 0, "classifier_pairs": 7})
+    print(f"recorded result file {path.name}")
 
 
 if __name__ == "__main__":

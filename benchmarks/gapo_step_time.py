@@ -13,6 +13,9 @@ remains: on 2 CPU cores one run's ratio is worth about +-0.1, so read ``step_s``
 step for step track each other) and ``reward_share_of_gapo_step`` with it.
 
     .venv/bin/python benchmarks/gapo_step_time.py [--rounds 3] [--steps 6] [--lr 0]
+
+Prints the figures and records them (``divtune.results.record``) as ``results/gapo_step_time-<date>.json``;
+``make results`` renders them into docs/results.md.
 """
 
 from __future__ import annotations
@@ -80,10 +83,10 @@ def main() -> None:
 
     from divtune.config import load_config
     from divtune.data.lists import synthesize_lists
-    from divtune.train.toy_model import ensure_toy_model
+    from divtune.models.toy import ensure_toy_model
 
     cfg = load_config("toy")
-    base = ensure_toy_model(cfg.model.toy, progress=False)
+    base = ensure_toy_model()
     rows = [e.to_row() for e in synthesize_lists(200, 0, cfg.data.categories)]
     t = {"grpo": [], "gapo": []}
     for _ in range(args.rounds):
@@ -109,6 +112,17 @@ def main() -> None:
     print(json.dumps(result, indent=2))
     print(f"\nGAPO/GRPO step-time ratio: {result['ratio_gapo_over_grpo']:.3f} (goal <= 1.02; step by step "
           f"{result['paired_ratio_median']:.3f}); GAPO reward = {100 * result['reward_share_of_gapo_step']:.3f} % of a step")
+
+    from divtune.config import TrainConfig
+    from divtune.results import record
+
+    settings = {"rounds": args.rounds, "steps_per_run": args.steps, "warm_up_steps_dropped": 1, "G": args.G,
+                "learning_rate": args.lr, "prompts_per_step": 2, "max_completion_length": 16, "lora_r": 16,
+                "device": result["device"], "goal_ratio_at_most": 1.02}
+    figures = {k: v for k, v in result.items() if k not in ("device", "G", "learning_rate")}
+    path = record("gapo_step_time", figures, preset="toy", settings=settings,
+                  seeds={"train": TrainConfig().seed, "data": 0, "reward_microbenchmark": 0})
+    print(f"recorded result file {path.name}")
 
 
 if __name__ == "__main__":
