@@ -1,6 +1,6 @@
 from kfp import dsl
 
-from components._images import TRAINER_IMAGE
+from divtune_kfp.components._images import TRAINER_IMAGE
 
 
 @dsl.component(base_image=TRAINER_IMAGE, install_kfp_package=False)

@@ -1,11 +1,11 @@
 from kfp import dsl
 
-from components._images import TRAINER_IMAGE
+from divtune_kfp.components._images import TRAINER_IMAGE
 
 
 @dsl.component(base_image=TRAINER_IMAGE, install_kfp_package=False)
 def synthesize_data(config_yaml: str, run_key: str, data: dsl.Output[dsl.Dataset]):
-    """Seeded list-selection training data (JSONL)."""
+    """The training dataset (JSONL): synthesized with the config's seed, or the configured ``data.path`` validated."""
     from divtune import stages
 
     info = stages.synthesize(config_yaml, run_key, data.path)

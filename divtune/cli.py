@@ -7,28 +7,30 @@ prints one line ``divtune: error: ...`` and exits with code 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from divtune.errors import DivtuneError
+from divtune.errors import DivtuneError, one_line
 
 
 # --------------------------------------------------------------------------------------
-# helpers
+# helpers (the pipeline-side commands use config_args / load_args_config too)
 # --------------------------------------------------------------------------------------
 
 
-def _config_args(p: argparse.ArgumentParser) -> None:
+def config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default=None, help="a preset from configs/ (default: toy)")
     p.add_argument("--config", default=None, help="a YAML config file (may name its own preset)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set train.max_steps=20 (repeatable)")
+                   help="override a config field, e.g. --set train.max_steps=20 (repeatable); see docs/config.md")
 
 
-def _load(args: argparse.Namespace):
+def load_args_config(args: argparse.Namespace):
     from divtune.config import config_from_yaml_text, load_config
 
     env_name = getattr(args, "config_json_env", None)
@@ -38,40 +40,6 @@ def _load(args: argparse.Namespace):
         return config_from_yaml_text(os.environ[env_name])
     preset = args.preset if (args.preset or args.config) else "toy"
     return load_config(preset, args.config, args.overrides)
-
-
-def _preflight(cfg) -> None:
-    """Catch bad input before any process starts or anything is registered."""
-    from divtune.train.models import check_model_dir
-
-    if cfg.model.source == "path":
-        check_model_dir(cfg.model.path)
-    if cfg.gate.policy:
-        from divtune.registry.gate import load_policy
-
-        load_policy(cfg.gate.policy)
-    if cfg.train.method == "darling":  # required paths (classifier, reward model) set, before anything starts
-        from divtune.rewards.darling import check_darling_config
-
-        check_darling_config(cfg.train.darling, local_paths=False)  # they may be the cluster's paths
-    d = cfg.data
-    if d.path is None and d.task == "lists":
-        from divtune.data.lists import synthesize_lists
-
-        synthesize_lists(1, d.seed, d.categories, d.min_len, d.max_len)
-    elif d.path is None and d.task != "math":
-        raise DivtuneError(f"data.task {d.task!r} is not synthesized: set data.path to a dataset file (local or s3://)")
-    elif d.path is not None and not d.path.startswith("s3://"):
-        from divtune.data.dataset import training_rows
-
-        training_rows(d.task, d.path)
-
-
-def _check_bucket(uri: str, endpoint_url: str | None) -> None:
-    """The bucket of ``storage.models_uri`` exists and answers (after boto3's retries), or one line."""
-    from divtune import storage
-
-    storage.require_bucket(uri, f"storage.models_uri {uri}", endpoint_url=endpoint_url)
 
 
 def _print_json(data: Any, out: str | None) -> None:
@@ -85,86 +53,29 @@ def _print_json(data: Any, out: str | None) -> None:
 
 
 # --------------------------------------------------------------------------------------
-# commands
+# commands: each parses nothing and decides nothing; the library does the work
 # --------------------------------------------------------------------------------------
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    cfg = _load(args)
-    _preflight(cfg)
-    if args.kfp_host:
-        from pipelines.remote import submit
-
-        print(submit(cfg, args.kfp_host, run_key=args.run_key))
-        return 0
-    from divtune import stages
-    from divtune.registry import tracking
-    from pipelines.local import run_local
-
-    tracking.setup()
-    tracking.experiment_id(cfg.registry.experiment)  # a stopped tracking server: one line naming it, before any step
-    if cfg.storage.models_uri:  # a missing bucket is found now, not at the merge step after training
-        _check_bucket(cfg.storage.models_uri, cfg.storage.endpoint_url)
-    try:
-        key = run_local(cfg, args.run_key, enable_caching=args.cache)
-    except RuntimeError as exc:
-        import re
-
-        msg = re.sub(r"\x1b\[[0-9;]*m", "", " ".join(str(exc).split()))  # kfp.local colours its messages
-        raise DivtuneError(f"pipeline failed: {msg[:300]}") from None
-    run = tracking.find_pipeline_run(cfg.registry.experiment, key)
-    summary = tracking.client().download_artifacts(run.info.run_id, "summary.json")
-    data = json.loads(Path(summary).read_text())
-    print(stages.format_summary(data))
-    prep = tracking.find_stage_run(cfg.registry.experiment, key, "prepare_base")
-    if prep is not None and "base_model" in prep.data.params:
-        hit = prep.data.params.get("base_cache_hit")
-        note = {"True": " (cached, reused)", "False": " (built by this run, now cached)"}.get(hit, "")
-        print(f"  base model: {prep.data.params['base_model']}{note}")
-    return 0
-
-
-def cmd_schedule(args: argparse.Namespace) -> int:
-    from divtune.cron import validate_cron
-
-    expr = validate_cron(args.cron)  # a malformed cron never reaches the cluster
-    cfg = _load(args)
-    _preflight(cfg)
-    from pipelines.remote import schedule
-
-    rid = schedule(cfg, args.kfp_host, expr, name=args.name, max_concurrency=args.max_concurrency)
-    print(f"recurring run {rid}: {cfg.name} on '{expr}' at {args.kfp_host}")
-    return 0
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
+    import time
+
     from divtune.serve.server import curl_example, running_server
 
     with running_server(args.model, backend=args.backend, host=args.host, port=args.port,
                         timeout=args.timeout) as (base, model_id):
         print(f"serving {args.model} at {base}/v1 (model id: {model_id}); Ctrl-C stops it", flush=True)
         print("diverse sampling, n completions in one request:\n  " + curl_example(base, model_id), flush=True)
-        import time
-
         while True:
             time.sleep(3600)
 
 
-def cmd_compile(args: argparse.Namespace) -> int:
-    cfg = _load(args)
-    from pipelines.local import compile_pipeline
-
-    p = compile_pipeline(cfg, args.output)
-    print(f"wrote {p}")
-    return 0
-
-
 def cmd_bootstrap_model(args: argparse.Namespace) -> int:
-    cfg = _load(args)
-    from divtune.train.toy_model import cache_dir, ensure_toy_model
+    from divtune.models.toy import ensure_toy_model, is_cached
 
-    hit = (cache_dir(cfg.model.toy) / "divtune_toy.json").is_file() and not args.force
-    path = ensure_toy_model(cfg.model.toy, force=args.force)
+    load_args_config(args)  # a bad --preset/--config/--set is one line, as everywhere
+    hit = is_cached() and not args.force
+    path = ensure_toy_model(force=args.force)
     if args.output:
         import shutil
 
@@ -179,33 +90,11 @@ def cmd_bootstrap_model(args: argparse.Namespace) -> int:
 
 
 def cmd_synthesize(args: argparse.Namespace) -> int:
-    from divtune.data.lists import synthesize_lists, write_jsonl
+    from divtune.data.synthesize import synthesize_file
 
-    if args.task in ("pairs", "math"):
-        return _synthesize_pairs_or_math(args)
-    if args.task != "lists":
-        raise DivtuneError(f"synthesize {args.task}: not available yet (lists, pairs, math)")
     cats = args.categories.split(",") if args.categories else None
-    ex = synthesize_lists(args.num, args.seed, cats, args.min_len, args.max_len)
-    p = write_jsonl(ex, args.output)
-    print(f"wrote {len(ex)} records to {p}")
-    return 0
-
-
-def _synthesize_pairs_or_math(args: argparse.Namespace) -> int:
-    cats = args.categories.split(",") if args.categories else None
-    if args.task == "pairs":
-        from divtune.data.pairs import synthesize_pairs, write_pairs
-
-        ex = synthesize_pairs(args.num, args.seed, cats)
-        p = write_pairs(ex, args.output)
-        print(f"wrote {len(ex)} pairs ({sum(e.label for e in ex)} same, "
-              f"{sum(1 - e.label for e in ex)} different) to {p}")
-        return 0
-    from divtune.data.math import synthesize_arithmetic, write_jsonl
-
-    ex = synthesize_arithmetic(args.num, args.seed)
-    print(f"wrote {len(ex)} records to {write_jsonl(ex, args.output)}")
+    print(synthesize_file(args.task, args.output, num=args.num, seed=args.seed, categories=cats,
+                          min_len=args.min_len, max_len=args.max_len))
     return 0
 
 
@@ -223,73 +112,45 @@ def cmd_train_partitioner(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    cfg = _load(args)
+    from divtune.train.trainer import train_from_config
+
+    cfg = load_args_config(args)
     if args.method:
         cfg.train.method = args.method
-    cfg.validate()
-    if cfg.train.method == "darling":  # required paths first: before the data, the base model, a download
-        from divtune.rewards.darling import check_darling_config
-
-        check_darling_config(cfg.train.darling)
-    from divtune.data.dataset import training_rows
-    from divtune.train.models import check_model_dir, resolve_base_model
-    from divtune.train.trainer import train
-
-    rows = training_rows(cfg.data.task, args.data)
-    base = check_model_dir(args.base) if args.base else resolve_base_model(cfg.model)
-    ckpt = Path(args.checkpoints) if args.checkpoints else Path(args.output).with_name(Path(args.output).name + "-checkpoints")
-    res = train(base, rows, cfg.train, args.output, ckpt, trust_remote_code=cfg.model.trust_remote_code,
-                dtype=cfg.model.dtype, system_prompt=cfg.data.system_prompt, few_shot=cfg.data.few_shot)
+    res, base = train_from_config(cfg.validate(), args.data, args.output, base=args.base,
+                                  checkpoints=args.checkpoints)
     print(json.dumps({"adapter": str(res.adapter_dir), "global_step": res.global_step,
                       "resumed_from": res.resumed_from, "base": str(base)}, indent=2))
     return 0
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from divtune.serve.merge import merge_lora
+    from divtune.models.merge import merge_lora
 
     print(json.dumps(merge_lora(args.base, args.adapter, args.output), indent=2, sort_keys=True))
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from divtune.evaluate.generation import make_generator
-
-    if args.samples is None:  # suite defaults: the paper's 500 answers per open-set category
-        args.samples = {"open-set": 500}.get(args.suite, 100)
-    if args.max_new_tokens is None:
-        args.max_new_tokens = {"creative": 160}.get(args.suite, 32)
-    if args.temperature is None:  # benchmarks: the paper's coherence setting
-        args.temperature = {"benchmarks": 0.7}.get(args.suite, 1.0)
     if args.suite == "benchmarks":
         return _evaluate_benchmarks(args)
-    if args.suite in ("open-set", "creative"):
-        return _evaluate_diversity(args)
+    from divtune.evaluate import standalone
 
-    if args.suite != "lists":
-        raise DivtuneError(f"evaluate {args.suite}: not available yet (only 'lists')")
-    from divtune.data.lists import heldout_examples, load_user_lists
-    from divtune.evaluate.lists import evaluate_lists
-
-    examples = load_user_lists(args.lists, args.template_id) if args.lists else heldout_examples(args.template_id)
-    if args.samples < 1:
-        raise DivtuneError(f"--samples must be >= 1, got {args.samples}")
-    gen = make_generator(args.model, args.endpoint, batch_size=args.batch_size)
-    res = evaluate_lists(gen, examples, samples=args.samples, temperature=args.temperature,
-                         max_new_tokens=args.max_new_tokens, seed=args.seed, positional=args.positional,
-                         system_prompt=args.system_prompt, few_shot=args.few_shot)
+    fields = {f.name for f in dataclasses.fields(standalone.SuiteRequest)}
+    res, line = standalone.run(standalone.SuiteRequest(**{k: v for k, v in vars(args).items() if k in fields}))
     _print_json(res, args.output)
-    print(f"jsd_mean {res['jsd_mean']:.4f}  invalid_rate {res['invalid_rate']:.4f}  ({res['num_lists']} lists x "
-          f"{args.samples} samples)", file=sys.stderr)
+    print(line, file=sys.stderr)
     return 0
 
 
 def _evaluate_benchmarks(args: argparse.Namespace) -> int:
     """GSM8K / MATH / MMLU-Pro / HumanEval through lm-eval on local or S3 data; mean and std over --runs."""
     from divtune.evaluate.benchmarks import format_table, run_benchmarks
+    from divtune.evaluate.standalone import DEFAULTS
 
+    temperature = DEFAULTS["benchmarks"]["temperature"] if args.temperature is None else args.temperature
     res = run_benchmarks(model=args.model, endpoint=args.endpoint, data=args.data, tasks=args.tasks, runs=args.runs,
-                         temperature=args.temperature, allow_code_execution=args.allow_code_execution,
+                         temperature=temperature, allow_code_execution=args.allow_code_execution,
                          limit=args.limit, seed=args.seed, num_fewshot=args.num_fewshot,
                          max_gen_toks=args.max_gen_toks, batch_size=args.batch_size,
                          apply_chat_template=args.chat_template)
@@ -298,141 +159,39 @@ def _evaluate_benchmarks(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_temperatures(text: str) -> list[float]:
-    temps = []
-    for part in text.split(","):
-        try:
-            t = float(part)
-        except ValueError:
-            raise DivtuneError(f"--temperatures: {part.strip()!r} is not a number (e.g. 0.5,0.7,1.0)") from None
-        if not t > 0:
-            raise DivtuneError(f"--temperatures: {t:g} must be > 0")
-        temps.append(t)
-    return temps
-
-
-def _evaluate_diversity(args: argparse.Namespace) -> int:
-    """evaluate open-set | creative: JSON to -o (or stdout), md + PNGs to --out-dir, MLflow unless --no-mlflow."""
-    import tempfile
-
-    from divtune.evaluate import plots, report
-    from divtune.evaluate.generation import make_generator
-
-    if args.samples < 1:
-        raise DivtuneError(f"--samples must be >= 1, got {args.samples}")
-    if args.max_new_tokens < 1:
-        raise DivtuneError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
-    if args.temperature < 0:
-        raise DivtuneError(f"--temperature must be >= 0, got {args.temperature}")
-    for flag, given in (("--lists", args.lists), ("--positional", args.positional)):
-        if given:
-            raise DivtuneError(f"{flag} applies to the lists suite, not {args.suite}")
-    temps = _parse_temperatures(args.temperatures) if args.temperatures else None
-    if temps and args.suite != "creative":
-        raise DivtuneError("--temperatures applies to the creative suite only")
-    if args.few_shot and args.suite != "open-set":
-        raise DivtuneError(f"--few-shot applies to the lists and open-set suites, not {args.suite}")
-    common = dict(samples=args.samples, temperature=args.temperature, max_new_tokens=args.max_new_tokens,
-                  seed=args.seed, system_prompt=args.system_prompt)
-    if args.suite == "open-set":
-        from divtune.data.open_set import load_prompts_file
-        from divtune.evaluate.open_set import evaluate_open_set
-
-        prompts = load_prompts_file(args.prompts) if args.prompts else None
-        gen = make_generator(args.model, args.endpoint, batch_size=args.batch_size)
-        res = evaluate_open_set(gen, prompts, few_shot=args.few_shot, **common)
-        line = (f"unique_at_n {res['unique_at_n']:.2f}  invalid_rate {res['invalid_rate']:.4f}  "
-                f"({res['num_categories']} categories x {args.samples} samples)")
-    else:
-        from divtune.evaluate.creative import (SentenceEmbedder, creativity_coherence_curve, evaluate_creative,
-                                               load_prompts_file)
-
-        prompts = load_prompts_file(args.prompts) if args.prompts else None
-        embedder = SentenceEmbedder()
-        gen = make_generator(args.model, args.endpoint, batch_size=args.batch_size)
-        res = evaluate_creative(gen, prompts, embedder=embedder, **common)
-        if temps:
-            res["coherence_curve"] = creativity_coherence_curve(
-                gen, temps, prompts, samples=args.samples, max_new_tokens=args.max_new_tokens, seed=args.seed,
-                embedder=embedder, system_prompt=args.system_prompt, known={args.temperature: res})
-
-        def fmt(v):
-            return "n/a" if v is None else f"{v:.4f}"
-
-        line = (f"pairwise_cosine_distance {fmt(res['pairwise_cosine_distance'])}  one_minus_self_bleu "
-                f"{fmt(res['one_minus_self_bleu'])}  ({res['num_prompts']} prompts x {args.samples} samples)")
-    with tempfile.TemporaryDirectory(prefix="divtune-figs-") as tmp:
-        pngs = plots.suite_figures(args.suite, res, args.out_dir or tmp)
-        md = report.markdown_summary(args.suite, res)
-        if args.out_dir:
-            report.write_outputs(args.out_dir, args.suite, res, pngs, md)
-            print(f"wrote {args.suite}.json, {args.suite}.md and {len(pngs)} PNG(s) to {args.out_dir}", file=sys.stderr)
-        if not args.no_mlflow:
-            from divtune import paths
-
-            rid = report.log_evaluation(args.suite, res, pngs, md)
-            res["mlflow"] = {"run_id": rid, "tracking_uri": paths.tracking_uri(), "experiment": report.EXPERIMENT}
-            print(f"MLflow run {rid} ({report.EXPERIMENT}) at {paths.tracking_uri()}", file=sys.stderr)
-    _print_json(res, args.output)
-    print(line, file=sys.stderr)
-    return 0
+def _registry_name(args: argparse.Namespace) -> str:
+    """``--name``, or the registered model of the preset/config given (default: the toy preset's)."""
+    return args.name or load_args_config(args).registry.model_name
 
 
 def cmd_registry(args: argparse.Namespace) -> int:
-    from divtune.registry import models as reg
-    from divtune.registry import tracking
+    from divtune.promotion.promote import version_table
 
-    reg.require_model(args.name)
-    c = tracking.client()
-    versions = sorted(c.search_model_versions(f"name = '{args.name}'"), key=lambda v: int(v.version))
-    rows = []
-    for v in versions:
-        t = v.tags
-        rows.append({"version": v.version, "aliases": ",".join(v.aliases or []),
-                     "decision": t.get("divtune.decision", "?"), "jsd_mean": t.get("divtune.metric.jsd_mean", "-"),
-                     "invalid_rate": t.get("divtune.metric.invalid_rate", "-"),
-                     "previous_champion": t.get(reg.PREVIOUS_CHAMPION_TAG, "") or "-",
-                     "run_key": t.get(reg.RUN_KEY_TAG, "-")})
-    print(f"{'version':>7}  {'aliases':<20} {'decision':<8} {'jsd_mean':>8} {'invalid':>8}  prev  run_key")
-    for r in rows:
-        print(f"{r['version']:>7}  {r['aliases']:<20} {r['decision']:<8} {r['jsd_mean']:>8} {r['invalid_rate']:>8}  "
-              f"{r['previous_champion']:>4}  {r['run_key']}")
-    lineage = reg.champion_lineage(args.name)
-    print("champion lineage: " + (" <- ".join(f"v{v}" for v in lineage) if lineage else "(no champion)"))
+    print(version_table(_registry_name(args)))
     return 0
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     from divtune.registry import models as reg
 
-    res = reg.rollback(args.name)
+    res = reg.rollback(_registry_name(args))
     print(f"{res['registered_model']}: champion v{res['demoted']} -> v{res['champion']} (rolled back)")
     return 0
 
 
 def cmd_repro(args: argparse.Namespace) -> int:
-    cfg = _load(args)
+    from divtune import repro
+
+    cfg = load_args_config(args)
     if args.experiment == "darling":
-        from divtune.repro import darling
-
-        _print_repro(darling(cfg, samples=args.samples, work_dir=args.work_dir))
-        return 0
-    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    bad = [m for m in methods if m not in ("base", "sft", "grpo", "gapo")]
-    if bad or not methods:
-        raise DivtuneError(f"--methods: unknown method {bad[0] if bad else '(none)'!r} (use base, sft, grpo, gapo)")
-    from divtune.repro import uniformity
-
-    _print_repro(uniformity(cfg, methods, samples=args.samples, work_dir=args.work_dir))
-    return 0
-
-
-def _print_repro(out: dict) -> None:
-    """A repro's markdown table, then the models it trained (for ``divtune evaluate lists``)."""
+        out = repro.darling(cfg, samples=args.samples, work_dir=args.work_dir)
+    else:
+        out = repro.uniformity(cfg, repro.parse_methods(args.methods), samples=args.samples, work_dir=args.work_dir)
     print()
     print(out["table"])
     if out["models"]:
         print("\ntrained models (divtune evaluate lists --model DIR --lists FILE): " + ", ".join(out["models"].values()))
+    return 0
 
 
 # --------------------------------------------------------------------------------------
@@ -444,14 +203,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="divtune", description="Post-train LLMs for output diversity, and gate them.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    r = sub.add_parser("run", help="run the whole retraining pipeline locally (kfp.local)")
-    _config_args(r)
-    r.add_argument("--run-key", default=None, help="pipeline run key (default: a fresh one)")
-    r.add_argument("--kfp-host", default=None, help="submit to a Kubeflow Pipelines endpoint instead")
-    r.add_argument("--cache", action="store_true",
-                   help="reuse cached step outputs (KFP caching) when re-running the same --run-key")
-    r.set_defaults(func=cmd_run)
-
     sv = sub.add_parser("serve", help="serve a model over the OpenAI API (vLLM on GPU, transformers serve on CPU)")
     sv.add_argument("--model", required=True, help="model directory or models:/NAME@alias")
     sv.add_argument("--backend", default="auto", choices=["auto", "vllm", "transformers"])
@@ -460,27 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the health check")
     sv.set_defaults(func=cmd_serve)
 
-    sc = sub.add_parser("schedule", help="create a KFP recurring run (scheduled retraining)")
-    _config_args(sc)
-    sc.add_argument("--cron", required=True, help="6-field cron, seconds first: '0 0 3 * * *' = daily 03:00")
-    sc.add_argument("--kfp-host", required=True, help="Kubeflow Pipelines endpoint URL")
-    sc.add_argument("--name", default=None, help="recurring run name")
-    sc.add_argument("--max-concurrency", type=int, default=1)
-    sc.set_defaults(func=cmd_schedule)
-
-    c = sub.add_parser("compile", help="write the KFP pipeline spec YAML")
-    _config_args(c)
-    c.add_argument("-o", "--output", default="retrain.yaml")
-    c.set_defaults(func=cmd_compile)
-
     b = sub.add_parser("bootstrap-model", help="build the toy base model (content-hash cached)")
-    _config_args(b)
+    config_args(b)
     b.add_argument("-o", "--output", default=None, help="also copy it here")
     b.add_argument("--force", action="store_true", help="rebuild even if cached")
     b.set_defaults(func=cmd_bootstrap_model)
 
     s = sub.add_parser("synthesize", help="write a training dataset")
-    s.add_argument("task", choices=["lists", "open-set", "creative", "math", "pairs"])
+    s.add_argument("task", choices=["lists", "math", "pairs"])
     s.add_argument("-o", "--output", required=True)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--num", type=int, default=2000)
@@ -490,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_synthesize)
 
     t = sub.add_parser("train", help="post-train a LoRA adapter")
-    _config_args(t)
+    config_args(t)
     t.add_argument("--method", choices=["gapo", "grpo", "darling", "sft"], default=None)
     t.add_argument("--data", required=True, help="training JSONL (divtune synthesize)")
     t.add_argument("--base", default=None, help="base model directory (default: the config's model)")
@@ -522,9 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", default=None, help="model directory or models:/NAME@alias")
     e.add_argument("--endpoint", default=None, help="OpenAI-compatible base URL")
     e.add_argument("--lists", default=None, help="JSON file: a list of lists of strings")
-    e.add_argument("--samples", type=int, default=None, help="per prompt (default: open-set 500, else 100)")
-    e.add_argument("--temperature", type=float, default=None, help="default: benchmarks 0.7, else 1.0")
-    e.add_argument("--max-new-tokens", type=int, default=None, help="default: creative 160, else 32")
+    e.add_argument("--samples", type=int, default=None, help=f"per prompt (default: {_defaults('samples')})")
+    e.add_argument("--temperature", type=float, default=None, help=f"default: {_defaults('temperature')}")
+    e.add_argument("--max-new-tokens", type=int, default=None, help=f"default: {_defaults('max_new_tokens')}")
     e.add_argument("--batch-size", type=int, default=100)
     e.add_argument("--seed", type=int, default=1234)
     e.add_argument("--template-id", type=int, default=0)
@@ -556,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("repro", help="reproduce a paper comparison on a preset")
     rp.add_argument("experiment", choices=["uniformity", "darling"])
-    _config_args(rp)
+    config_args(rp)
     rp.add_argument("--methods", default="base,sft,grpo,gapo")
     rp.add_argument("--samples", type=int, default=None, help="samples per held-out list (default: the preset's)")
     rp.add_argument("--work-dir", default=None)
@@ -565,12 +303,21 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("registry", help="inspect the model registry")
     gs = g.add_subparsers(dest="action", required=True)
     show = gs.add_parser("show", help="versions with aliases, decisions and key metrics")
-    show.add_argument("--name", default="divtune-toy-gapo")
-    show.set_defaults(func=cmd_registry)
     rb = gs.add_parser("rollback", help="move champion back to the version it replaced")
-    rb.add_argument("--name", default="divtune-toy-gapo")
-    rb.set_defaults(func=cmd_rollback)
+    for q, func in ((show, cmd_registry), (rb, cmd_rollback)):
+        q.add_argument("--name", default=None, help="registered model (default: the preset's registry.model_name)")
+        config_args(q)
+        q.set_defaults(func=func)
+    for ep in entry_points(group="divtune.commands"):  # the KFP commands (run, compile, schedule): pipeline side
+        ep.load()(sub)
     return p
+
+
+def _defaults(key: str) -> str:
+    """A flag's per-suite defaults, for its help text (from the one table in divtune.evaluate.standalone)."""
+    from divtune.evaluate.standalone import DEFAULTS
+
+    return ", ".join(f"{suite} {d[key]}" for suite, d in DEFAULTS.items())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -585,14 +332,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("divtune: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - tracking-server failures (after MLflow's own retries): one line
-        if type(exc).__module__.startswith(("mlflow", "requests", "urllib3")):
-            from divtune import paths
+    except Exception as exc:  # noqa: BLE001 - a tracking server that failed after MLflow's own retries: one line
+        from divtune.registry.tracking import TrackingError, tracking_failure
 
-            msg = " ".join(str(exc).split())[:300]
-            print(f"divtune: error: MLflow at {paths.tracking_uri()} failed: {msg}", file=sys.stderr)
-            return 2
-        raise
+        err = exc if isinstance(exc, TrackingError) else tracking_failure(exc)
+        if err is None:
+            raise
+        print(f"divtune: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

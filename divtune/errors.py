@@ -18,3 +18,9 @@ class ConfigError(DivtuneError):
 
 class DataError(DivtuneError):
     """A dataset is empty, malformed or violates its schema."""
+
+
+def one_line(exc: BaseException | str, limit: int | None = 300) -> str:
+    """An exception (or text) squeezed to one line of at most ``limit`` characters, for a one-line error."""
+    text = " ".join(str(exc).split())
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"

@@ -19,7 +19,7 @@ from divtune.config import PipelineConfig
 
 
 def _train_and_merge(cfg: PipelineConfig, method: str, base: Path, rows: list[dict], work: Path) -> Path:
-    from divtune.serve.merge import merge_lora
+    from divtune.models.merge import merge_lora
     from divtune.train.trainer import train
 
     tc = dataclasses.replace(cfg.train, method=method)
@@ -44,7 +44,7 @@ def _prepare(cfg: PipelineConfig, work_dir: str | None, prefix: str) -> tuple[Pa
     """The shared base model, the synthesized training rows, a work dir; tracking set up."""
     from divtune.data.lists import synthesize_lists
     from divtune.registry import tracking
-    from divtune.train.models import resolve_base_model
+    from divtune.models.resolve import resolve_base_model
 
     base = resolve_base_model(cfg.model)
     rows = [ex.to_row() for ex in synthesize_lists(cfg.data.num_examples, cfg.data.seed, cfg.data.categories,
@@ -53,6 +53,20 @@ def _prepare(cfg: PipelineConfig, work_dir: str | None, prefix: str) -> tuple[Pa
     work.mkdir(parents=True, exist_ok=True)
     tracking.setup()
     return base, rows, work
+
+
+METHODS = ("base", "sft", "grpo", "gapo")
+
+
+def parse_methods(text: str) -> tuple[str, ...]:
+    """``--methods base,grpo,...``: known method names, in the order given, or one line."""
+    from divtune.errors import DivtuneError
+
+    methods = tuple(m.strip() for m in text.split(",") if m.strip())
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        raise DivtuneError(f"--methods: unknown method {bad[0] if bad else '(none)'!r} (use {', '.join(METHODS)})")
+    return methods
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
@@ -64,45 +78,12 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def bar_chart(results: dict[str, dict[str, Any]], path: Path, lists: int = 3) -> Path:
-    """Answer distribution per model for the first held-out lists (paper Figure 4 shape)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    names = list(results)
-    per_list = [results[n]["per_list"] for n in names]
-    fig, axes = plt.subplots(1, lists, figsize=(5 * lists, 3.6), squeeze=False)
-    for j in range(lists):
-        ax = axes[0][j]
-        items = per_list[0][j]["items"]
-        x = np.arange(len(items) + 1)
-        width = 0.8 / len(names)
-        for i, n in enumerate(names):
-            pl = per_list[i][j]
-            counts = [pl["counts"][it] for it in items] + [pl["invalid"]]
-            total = max(1, sum(counts))
-            ax.bar(x + i * width, [c / total for c in counts], width, label=n)
-        ax.axhline(1 / len(items), color="k", lw=0.8, ls="--")
-        ax.set_xticks(x + 0.4 - width / 2, [*items, "invalid"], rotation=60, fontsize=7)
-        ax.set_title(per_list[0][j]["category"])
-    axes[0][0].set_ylabel("share of samples")
-    axes[0][-1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
 def uniformity(cfg: PipelineConfig, methods: tuple[str, ...] = ("base", "sft", "grpo", "gapo"), *,
                samples: int | None = None, work_dir: str | None = None) -> dict[str, Any]:
     import mlflow
 
-    from divtune.data.lists import heldout_examples
+    from divtune.evaluate import plots, suites
     from divtune.evaluate.generation import HFGenerator
-    from divtune.evaluate.lists import evaluate_lists
     from divtune.registry import tracking
 
     e = cfg.evaluate
@@ -119,9 +100,7 @@ def uniformity(cfg: PipelineConfig, methods: tuple[str, ...] = ("base", "sft", "
         for m in methods:
             t0 = time.time()
             model_dir = _model_for(cfg, m, base, rows, work, trained)
-            res = evaluate_lists(HFGenerator(model_dir, batch_size=e.batch_size), heldout_examples(e.template_id),
-                                 samples=n, temperature=e.temperature, max_new_tokens=e.max_new_tokens, seed=e.seed,
-                                 system_prompt=cfg.data.system_prompt, few_shot=cfg.data.few_shot)
+            res = suites.run_lists(HFGenerator(model_dir, batch_size=e.batch_size), cfg, samples=n)
             row = {"model": m, "jsd_mean": res["jsd_mean"], "invalid_rate": res["invalid_rate"],
                    "unique_mean": sum(p["unique"] for p in res["per_list"]) / len(res["per_list"]),
                    "list_size": sum(len(p["items"]) for p in res["per_list"]) / len(res["per_list"]),
@@ -135,18 +114,9 @@ def uniformity(cfg: PipelineConfig, methods: tuple[str, ...] = ("base", "sft", "
         table = markdown_table(table_rows)
         mlflow.log_text(table, "uniformity.md")
         mlflow.log_text(json.dumps({"rows": table_rows, "results": results}, indent=2, default=str), "uniformity.json")
-        chart = bar_chart(results, work / "answer_distributions.png")
+        chart = plots.answer_distributions_chart(results, work / "answer_distributions.png")
         mlflow.log_artifact(str(chart))
     return {"table": table, "rows": table_rows, "work_dir": str(work), "models": trained}
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k (Chen et al. 2021): 1 - C(n-c, k) / C(n, k)."""
-    from math import comb
-
-    if n - c < k:
-        return 1.0
-    return 1.0 - comb(n - c, k) / comb(n, k)
 
 
 def darling(cfg: PipelineConfig, *, samples: int | None = None, k: int = 4,
@@ -159,9 +129,9 @@ def darling(cfg: PipelineConfig, *, samples: int | None = None, k: int = 4,
     """
     import mlflow
 
-    from divtune.data.lists import heldout_examples
+    from divtune.answers.metrics import pass_at_k
+    from divtune.evaluate import suites
     from divtune.evaluate.generation import HFGenerator
-    from divtune.evaluate.lists import evaluate_lists
     from divtune.registry import tracking
 
     e = cfg.evaluate
@@ -176,9 +146,7 @@ def darling(cfg: PipelineConfig, *, samples: int | None = None, k: int = 4,
         for m in ("base", "grpo", "darling"):
             t0 = time.time()
             model_dir = _model_for(cfg, m, base, rows, work, trained)
-            res = evaluate_lists(HFGenerator(model_dir, batch_size=e.batch_size), heldout_examples(e.template_id),
-                                 samples=n, temperature=e.temperature, max_new_tokens=e.max_new_tokens, seed=e.seed,
-                                 system_prompt=cfg.data.system_prompt, few_shot=cfg.data.few_shot)
+            res = suites.run_lists(HFGenerator(model_dir, batch_size=e.batch_size), cfg, samples=n)
             per = res["per_list"]
             row = {"model": m, "quality": 1.0 - res["invalid_rate"],
                    "classes": sum(p["unique"] for p in per) / len(per),

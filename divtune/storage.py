@@ -10,13 +10,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
-from divtune.errors import DivtuneError
+from divtune.digests import file_sha256
+from divtune.errors import DivtuneError, one_line
 
 MANIFEST = "_DIVTUNE_COMPLETE.json"
 
@@ -55,7 +55,7 @@ def _explain(exc: Exception, what: str) -> DivtuneError:
         return DivtuneError(f"{what}: no credentials (set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)")
     if isinstance(exc, EndpointConnectionError):
         return DivtuneError(f"{what}: endpoint unreachable after retries ({exc.kwargs.get('endpoint_url', '')})")
-    return DivtuneError(f"{what}: {' '.join(str(exc).split())[:200]}")
+    return DivtuneError(f"{what}: {one_line(exc, 200)}")
 
 
 def require_bucket(uri: str, what: str, *, endpoint_url: str | None = None, s3=None) -> None:
@@ -70,14 +70,6 @@ def require_bucket(uri: str, what: str, *, endpoint_url: str | None = None, s3=N
         raise _explain(exc, what) from None
 
 
-def _sha256(p: Path) -> str:
-    h = hashlib.sha256()
-    with p.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def upload_dir(local_dir: str | os.PathLike, uri: str, *, endpoint_url: str | None = None,
                max_attempts: int = 5) -> dict[str, Any]:
     """Upload every file under ``local_dir`` to ``uri`` (a prefix), manifest last; returns the manifest."""
@@ -87,7 +79,7 @@ def upload_dir(local_dir: str | os.PathLike, uri: str, *, endpoint_url: str | No
     bucket, prefix = parse_s3_uri(uri)
     s3 = client(endpoint_url, max_attempts)
     files = sorted(p for p in src.rglob("*") if p.is_file())
-    manifest = {"files": {p.relative_to(src).as_posix(): {"size": p.stat().st_size, "sha256": _sha256(p)}
+    manifest = {"files": {p.relative_to(src).as_posix(): {"size": p.stat().st_size, "sha256": file_sha256(p)}
                           for p in files}}
     written: list[str] = []
     try:
@@ -136,7 +128,7 @@ def download_dir(uri: str, local_dir: str | os.PathLike, *, endpoint_url: str | 
             out = dst / name
             out.parent.mkdir(parents=True, exist_ok=True)
             s3.download_file(bucket, f"{prefix}/{name}" if prefix else name, str(out))
-            if _sha256(out) != meta["sha256"]:
+            if file_sha256(out) != meta["sha256"]:
                 raise DivtuneError(f"{uri}/{name}: checksum mismatch after download")
     except DivtuneError:
         raise

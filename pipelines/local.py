@@ -16,7 +16,7 @@ def run_local(cfg: PipelineConfig, run_key: str | None = None, *, pipeline_root:
     """Execute the whole DAG in subprocesses of this Python; return the run key."""
     from kfp import local
 
-    from pipelines.retrain import retrain
+    from divtune_kfp.pipelines.retrain import retrain
 
     key = run_key or f"local-{uuid.uuid4().hex[:12]}"
     root = pipeline_root or str(paths.home() / "kfp-local")
@@ -36,7 +36,7 @@ def compile_pipeline(cfg: PipelineConfig, out: str | os.PathLike) -> Path:
     """Write the pipeline spec YAML with ``cfg`` as the default ``config_yaml`` parameter."""
     from kfp import compiler
 
-    from pipelines.retrain import make_pipeline
+    from divtune_kfp.pipelines.retrain import make_pipeline
 
     p = Path(out)
     p.parent.mkdir(parents=True, exist_ok=True)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from divtune.config import PipelineConfig
 from divtune.cron import validate_cron
-from divtune.errors import DivtuneError
-from pipelines.local import compile_pipeline
-from pipelines.retrain import PIPELINE_NAME
+from divtune.errors import DivtuneError, one_line
+from divtune_kfp.pipelines.local import compile_pipeline
+from divtune_kfp.pipelines.retrain import PIPELINE_NAME
 
 
 def _client(host: str):
@@ -28,7 +28,7 @@ def _client(host: str):
         client = kfp.Client(host=host)
         client.get_kfp_healthz()
     except Exception as exc:  # noqa: BLE001 - connection/auth failures become one line
-        raise DivtuneError(f"cannot reach Kubeflow Pipelines at {host}: {' '.join(str(exc).split())[:200]}") from None
+        raise DivtuneError(f"cannot reach Kubeflow Pipelines at {host}: {one_line(exc, 200)}") from None
     return client
 
 

@@ -12,17 +12,16 @@ Trainer TrainJob instead of training in its own pod.
 
 from kfp import dsl  # no "from __future__ import annotations": KFP reads real annotations
 
-from components.evaluate import evaluate
-from components.merge_lora import merge_lora
-from components.open_run import open_run
-from components.prepare_base import prepare_base
-from components.promote import promote
-from components.synthesize_data import synthesize_data
-from components.train import train
-from components.train_distributed import train_distributed
+from divtune_kfp.components.evaluate import evaluate
+from divtune_kfp.components.merge_lora import merge_lora
+from divtune_kfp.components.open_run import open_run
+from divtune_kfp.components.prepare_base import prepare_base
+from divtune_kfp.components.promote import promote
+from divtune_kfp.components.synthesize_data import synthesize_data
+from divtune_kfp.components.train import train
+from divtune_kfp.components.train_distributed import train_distributed
 from divtune.config import ClusterConfig
-from divtune.train.distributed import uses_trainjob
-from pipelines.cluster import apply
+from divtune_kfp.pipelines.cluster import apply
 
 PIPELINE_NAME = "divtune-retrain"
 
@@ -38,7 +37,7 @@ def make_pipeline(cluster: ClusterConfig | None = None):
         base = apply(prepare_base(config_yaml=config_yaml, run_key=key), cluster, "cpu")
         data = apply(synthesize_data(config_yaml=config_yaml, run_key=key), cluster, "cpu")
 
-        if uses_trainjob(cluster):  # multi-GPU / multi-node: this step (no GPU) runs a Kubeflow Trainer TrainJob
+        if cluster is not None and cluster.uses_trainjob:  # multi-GPU / multi-node: this step (no GPU) runs a Kubeflow Trainer TrainJob
             trained = apply(train_distributed(config_yaml=config_yaml, run_key=key,
                                               base_model=base.outputs["base_model"], data=data.outputs["data"]),
                             cluster, "cpu")

@@ -32,10 +32,9 @@ def divtune_home(tmp_path_factory):
 @pytest.fixture(scope="session")
 def toy_model_dir(divtune_home):
     """The default toy base model, built once per session (cached by content hash)."""
-    from divtune.config import load_config
-    from divtune.train.toy_model import ensure_toy_model
+    from divtune.models.toy import ensure_toy_model
 
-    return ensure_toy_model(load_config("toy").model.toy, progress=False)
+    return ensure_toy_model()
 
 
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -14,6 +14,7 @@ from divtune.config import load_config
 from divtune.errors import ConfigError
 from divtune.train import distributed as dist
 from divtune.train.distributed import TrainJobError
+from divtune_kfp.components import trainjob_step as step
 
 
 def _api_exception(status: int, message: str = ""):
@@ -130,7 +131,7 @@ def test_step_submits_the_trainjob_waits_for_complete_and_collects_the_adapter(t
     api = FakeCustomObjects([RUNNING, RUNNING, COMPLETE], on_get=on_get)
     clock = FakeClock()
     out = tmp_path / "adapter-artifact"
-    info = dist.train_with_trainjob(cfg.to_yaml(), key, str(base), str(data), str(out), api=api,
+    info = step.train_with_trainjob(cfg.to_yaml(), key, str(base), str(data), str(out), api=api,
                                     namespace="kubeflow-user", image="registry.local/divtune-trainer:1",
                                     poll_s=30, sleep=clock.sleep, clock=clock)
     # one TrainJob created, in the right API, polled until Complete
@@ -203,7 +204,7 @@ def test_the_whole_step_fails_cleanly_when_the_trainjob_fails(tmp_path):
     base, data = _inputs(tmp_path)
     api = FakeCustomObjects([FAILED])
     with pytest.raises(TrainJobError, match="failed: DeadlineExceeded"):
-        dist.train_with_trainjob(cfg.to_yaml(), "run-fail", str(base), str(data), str(tmp_path / "out"), api=api,
+        step.train_with_trainjob(cfg.to_yaml(), "run-fail", str(base), str(data), str(tmp_path / "out"), api=api,
                                  namespace="ns", image="i", sleep=lambda s: None)
     assert tracking.find_stage_run("trainjob-test", "run-fail", "train").info.status == "FAILED"
     assert not (tmp_path / "out").exists()
@@ -244,12 +245,12 @@ def test_trainjob_config_is_validated():
         load_config("toy", overrides=["cluster.train_distributed=mpi"])
     with pytest.raises(ConfigError, match="cluster.train_nodes"):
         load_config("toy", overrides=["cluster.train_nodes=0"])
-    assert not dist.uses_trainjob(load_config("qwen2.5-32b-gapo").cluster) and not dist.uses_trainjob(None)
+    assert not load_config("qwen2.5-32b-gapo").cluster.uses_trainjob
 
 
 @pytest.mark.parametrize("overrides", [["cluster.train_nodes=2"], ["cluster.train_distributed=trainjob"]])
 def test_compiled_pipeline_trains_through_the_trainjob_component_when_selected(tmp_path, overrides):
-    from pipelines.local import compile_pipeline
+    from divtune_kfp.pipelines.local import compile_pipeline
 
     cfg = load_config("qwen2.5-32b-gapo", overrides=overrides)
     out = compile_pipeline(cfg, tmp_path / "p.yaml")

@@ -19,7 +19,7 @@ from divtune.data.creative import CREATIVE_PROMPTS, CreativePrompt
 from divtune.data.open_set import (CATEGORIES, OpenSetPrompt, answer_text, default_prompts, load_prompts_file,
                                    normalize_answer)
 from divtune.errors import DataError
-from divtune.evaluate.metrics import (cumulative_unique, distinct_ngram_ratio, mean_pairwise_cosine_distance,
+from divtune.answers.metrics import (cumulative_unique, distinct_ngram_ratio, mean_pairwise_cosine_distance,
                                       self_bleu, unique_at_n)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

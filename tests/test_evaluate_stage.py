@@ -14,6 +14,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "benchmarks"
 @pytest.mark.slow
 def test_evaluate_model_runs_every_configured_suite(toy_model_dir):
     from divtune import stages
+    from divtune.evaluate import suites
     from divtune.config import load_config
 
     cfg = load_config("toy", overrides=[
@@ -21,14 +22,14 @@ def test_evaluate_model_runs_every_configured_suite(toy_model_dir):
         "evaluate.open_set_samples=3", "evaluate.creative_samples=3", "evaluate.creative_max_new_tokens=8",
         f"evaluate.benchmarks_data={FIXTURES}", "evaluate.benchmarks_tasks=[gsm8k]", "evaluate.benchmarks_runs=1",
         "evaluate.benchmarks_limit=1"])
-    metrics, results = stages.evaluate_model(cfg, toy_model_dir)
+    metrics, results = suites.evaluate_model(cfg, toy_model_dir)
     assert set(results) == {"lists", "open_set", "creative", "benchmarks"}
     assert {"jsd_mean", "invalid_rate", "unique_at_n", "pairwise_cosine_distance", "one_minus_self_bleu",
             "bench.gsm8k"} <= set(metrics)
     assert 1 <= metrics["unique_at_n"] <= 3
     assert results["benchmarks"]["results"]["gsm8k"]["num_docs"] == 1
     # the settings are part of what makes a champion's recorded metrics comparable
-    assert stages.eval_fingerprint(cfg) != stages.eval_fingerprint(load_config("toy"))
+    assert suites.eval_fingerprint(cfg) != suites.eval_fingerprint(load_config("toy"))
 
 
 def test_suite_settings_are_validated():

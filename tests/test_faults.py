@@ -142,9 +142,10 @@ def test_pipeline_killed_mid_training_resumes_from_checkpoint(tmp_path, divtune_
     import yaml
 
     from divtune import stages
+    from divtune.evaluate import suites
     from divtune.data.lists import synthesize_lists
     from divtune.registry import tracking
-    from divtune.serve.merge import merge_lora
+    from divtune.models.merge import merge_lora
     from divtune.train import trainer
 
     home = _home_sharing_models(tmp_path, Path(divtune_home))
@@ -220,7 +221,7 @@ def test_pipeline_killed_mid_training_resumes_from_checkpoint(tmp_path, divtune_
                         dtype=cfg.model.dtype, system_prompt=d.system_prompt, few_shot=d.few_shot)
     assert ref.resumed_from is None and ref.global_step == 6
     merge_lora(toy_model_dir, ref.adapter_dir, tmp_path / "ref-merged", dtype=cfg.model.dtype)
-    straight, _ = stages.evaluate_model(cfg, tmp_path / "ref-merged")
+    straight, _ = suites.evaluate_model(cfg, tmp_path / "ref-merged")
     print("resumed", resumed_metrics, "uninterrupted", straight)
     # same seeds (training RNG state is restored from the checkpoint, evaluation is seeded): equal up to noise
     assert abs(resumed_metrics["jsd_mean"] - straight["jsd_mean"]) <= 0.03
@@ -300,6 +301,7 @@ def _fake_merged_run(cfg, key: str, tmp_path: Path) -> None:
     import mlflow
 
     from divtune import stages
+    from divtune.evaluate import suites
     from divtune.registry import tracking
 
     stages.open_run(cfg.to_yaml(), key)
@@ -373,7 +375,8 @@ def test_promotion_interrupted_between_register_and_alias(tmp_path, monkeypatch)
     from mlflow.exceptions import MlflowException
 
     from divtune import stages
-    from divtune.registry import gate
+    from divtune.evaluate import suites
+    from divtune.promotion import gate
     from divtune.registry import models as reg
     from divtune.registry import tracking
 
@@ -434,17 +437,18 @@ def _pickle_only_model(tmp_path: Path) -> Path:
 
 def test_pickle_only_weights_are_refused_by_every_loader(tmp_path):
     from divtune import stages
+    from divtune.evaluate import suites
     from divtune.evaluate.generation import HFGenerator
-    from divtune.serve.merge import merge_lora
+    from divtune.models.merge import merge_lora
     from divtune.train import trainer
-    from divtune.train.models import load_model_and_tokenizer
+    from divtune.models.loading import load_model_and_tokenizer
 
     d = _pickle_only_model(tmp_path)
     cfg = load_config("toy")
     calls = [
         lambda: load_model_and_tokenizer(d),
         lambda: HFGenerator(d),
-        lambda: stages.evaluate_model(cfg, d),
+        lambda: suites.evaluate_model(cfg, d),
         lambda: merge_lora(d, tmp_path / "adapter", tmp_path / "out"),
         lambda: trainer.train(d, [{"prompt": "p", "group_id": 0, "items": ["a", "b"]}], cfg.train,
                               tmp_path / "a", tmp_path / "ckpt"),
@@ -465,7 +469,7 @@ def test_weights_load_without_any_unpickling(toy_model_dir, tmp_path, monkeypatc
 
     import torch
 
-    from divtune.train.models import load_model_and_tokenizer
+    from divtune.models.loading import load_model_and_tokenizer
 
     d = tmp_path / "both"
     shutil.copytree(toy_model_dir, d)
@@ -492,6 +496,7 @@ def test_trust_remote_code_only_when_the_config_says_so(configured, toy_model_di
     import transformers
 
     from divtune import stages
+    from divtune.evaluate import suites
     from divtune.data.lists import synthesize_lists, write_jsonl
 
     assert load_config("toy").model.trust_remote_code is False
@@ -518,7 +523,7 @@ def test_trust_remote_code_only_when_the_config_says_so(configured, toy_model_di
     (adapter / "adapter_model.safetensors").write_bytes(b"w")
     for call in (lambda: stages.train(cfg.to_yaml(), key, str(toy_model_dir), str(data), str(tmp_path / "a")),
                  lambda: stages.merge(cfg.to_yaml(), key, str(toy_model_dir), str(adapter), str(tmp_path / "m")),
-                 lambda: stages.evaluate_model(cfg, toy_model_dir)):
+                 lambda: suites.evaluate_model(cfg, toy_model_dir)):
         with pytest.raises(_Stop):
             call()
     assert [k for k, _ in seen] == ["model"] * 3

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from divtune.errors import ConfigError
-from divtune.registry.gate import decide, decision_from_tags, default_policy, load_policy, policy_from_dict
+from divtune.promotion.gate import decide, decision_from_tags, default_policy, load_policy, policy_from_dict
 
 POLICY = default_policy(max_invalid_rate=0.05, min_jsd_improvement=0.0)
 

@@ -47,7 +47,7 @@ def test_dockerfile_pins_match_pyproject(path):
 def test_component_images_come_from_one_config():
     from divtune.config import load_images
 
-    from components._images import EVALUATOR_IMAGE, SERVER_IMAGE, TRAINER_IMAGE
+    from divtune_kfp.components._images import EVALUATOR_IMAGE, SERVER_IMAGE, TRAINER_IMAGE
 
     img = load_images()
     assert TRAINER_IMAGE == img.ref("trainer") and EVALUATOR_IMAGE == img.ref("evaluator")

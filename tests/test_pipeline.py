@@ -51,7 +51,7 @@ def test_compiled_spec_carries_kubernetes_settings(tmp_path):
     from google.protobuf import json_format
     from kfp.pipeline_spec import pipeline_spec_pb2
 
-    from pipelines.local import compile_pipeline
+    from divtune_kfp.pipelines.local import compile_pipeline
 
     cfg = load_config("qwen2.5-7b-gapo")
     out = compile_pipeline(cfg, tmp_path / "gpu.yaml")
@@ -77,7 +77,7 @@ def test_compiled_spec_carries_kubernetes_settings(tmp_path):
 def test_synthesize_component_through_kfp_local(tmp_path):
     from kfp import local
 
-    from components.synthesize_data import synthesize_data
+    from divtune_kfp.components.synthesize_data import synthesize_data
     from divtune import stages
     from divtune.data.lists import read_jsonl
     from divtune.registry import tracking
@@ -102,7 +102,7 @@ def test_whole_pipeline_on_the_toy(divtune_home, toy_model_dir, monkeypatch, aws
     from divtune import stages
     from divtune.registry import models as reg
     from divtune.registry import tracking
-    from pipelines.local import run_local
+    from divtune_kfp.pipelines.local import run_local
 
     cfg = load_config("toy", overrides=[
         "train.max_steps=3", "train.save_steps=2", "data.num_examples=40", "evaluate.samples_per_list=20",

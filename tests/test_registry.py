@@ -61,8 +61,9 @@ def test_champion_reference_is_measured_on_this_runs_sets(tmp_path, monkeypatch)
     """Same evaluation fingerprint: the champion's recorded metrics; another one: evaluate it again."""
     import mlflow
 
-    from divtune import stages
     from divtune.config import load_config
+    from divtune.evaluate import suites
+    from divtune.promotion import promote as promotion
     from divtune.registry import models as reg
 
     cfg = load_config("toy")
@@ -70,17 +71,17 @@ def test_champion_reference_is_measured_on_this_runs_sets(tmp_path, monkeypatch)
     model = tmp_path / "m"
     model.mkdir()
     (model / "config.json").write_text("{}")
-    fp = stages.eval_fingerprint(cfg)
+    fp = suites.eval_fingerprint(cfg)
     mv = reg.register_version(name, str(model), None, uuid.uuid4().hex,
-                              {stages.EVAL_FP_TAG: fp, f"{stages.METRIC_TAG}jsd_mean": "0.2",
-                               f"{stages.METRIC_TAG}invalid_rate": "0.01"})
+                              {promotion.EVAL_FP_TAG: fp, f"{promotion.METRIC_TAG}jsd_mean": "0.2",
+                               f"{promotion.METRIC_TAG}invalid_rate": "0.01"})
     calls = []
-    monkeypatch.setattr(stages, "evaluate_model", lambda c, d: calls.append(d) or ({"jsd_mean": 0.3, "invalid_rate": 0.0}, {}))
+    monkeypatch.setattr(suites, "evaluate_model", lambda c, d: calls.append(d) or ({"jsd_mean": 0.3, "invalid_rate": 0.0}, {}))
     with mlflow.start_run():
-        ref, label = stages._champion_reference(cfg, name, reg.lookup(f"models:/{name}/{mv.version}"))
+        ref, label = promotion.champion_reference(cfg, name, reg.lookup(f"models:/{name}/{mv.version}"))
         assert ref == {"jsd_mean": 0.2, "invalid_rate": 0.01} and calls == [] and label == f"champion v{mv.version}"
 
         other = load_config("toy", overrides=["evaluate.seed=99"])
-        assert stages.eval_fingerprint(other) != fp
-        ref, label = stages._champion_reference(other, name, reg.lookup(f"models:/{name}/{mv.version}"))
+        assert suites.eval_fingerprint(other) != fp
+        ref, label = promotion.champion_reference(other, name, reg.lookup(f"models:/{name}/{mv.version}"))
     assert ref == {"jsd_mean": 0.3, "invalid_rate": 0.0} and len(calls) == 1 and "re-evaluated" in label

@@ -7,7 +7,7 @@ import pytest
 
 from divtune.errors import ConfigError
 from divtune.rewards.base import GroupRewardError
-from divtune.rewards.extract import match_item
+from divtune.answers.extract import match_item
 from divtune.rewards.lists import FrequencyAwareReward, ValidityReward, frequency_aware_rewards
 from divtune.rewards.trl_adapter import TRLGroupReward, check_batch_geometry
 

@@ -16,7 +16,7 @@ def test_transformers_serve_smollm2_n_samples_through_openai_api(divtune_home, t
     from divtune.data.prompting import to_messages
     from divtune.evaluate.generation import OpenAIGenerator, SamplingParams
     from divtune.serve.server import running_server
-    from divtune.train.models import resolve_base_model
+    from divtune.models.resolve import resolve_base_model
 
     cfg = load_config("smollm2-135m")
     model_dir = resolve_base_model(cfg.model)

@@ -20,7 +20,7 @@ def test_smollm2_converts_once_reloads_and_follows_the_few_shot_format(divtune_h
 
     from divtune.config import load_config
     from divtune.evaluate.generation import HFGenerator, SamplingParams
-    from divtune.train.models import resolve_base_model
+    from divtune.models.resolve import resolve_base_model
 
     cfg = load_config("smollm2-135m")
     path = resolve_base_model(cfg.model)

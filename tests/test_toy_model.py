@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 
-from divtune.config import load_config
 from divtune.data.lists import heldout_examples
 from divtune.evaluate.generation import HFGenerator
 from divtune.evaluate.lists import evaluate_lists
-from divtune.train.toy_model import ensure_toy_model
+from divtune.models.toy import ensure_toy_model
 
 
 def test_tokenizer_reloads_as_the_same_class_and_encodes_anything(toy_model_dir):
@@ -24,8 +23,7 @@ def test_tokenizer_reloads_as_the_same_class_and_encodes_anything(toy_model_dir)
 
 
 def test_cache_hit_is_the_same_directory(toy_model_dir):
-    cfg = load_config("toy").model.toy
-    again = ensure_toy_model(cfg, progress=False)
+    again = ensure_toy_model()
     assert again == toy_model_dir
     report = json.loads((again / "divtune_toy.json").read_text())
     assert report["hash"] in again.name

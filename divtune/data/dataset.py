@@ -35,19 +35,34 @@ def materialize(d, out_path: str | os.PathLike, *, endpoint_url: str | None = No
             out.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, out)
         return n
+    examples, write = _synthesized(d, d.num_examples)
+    write(examples, out)
+    return len(examples)
+
+
+def _synthesized(d, num: int):
+    """``(examples, writer)`` for a synthesized task, or the one-line error for a task that is not synthesized."""
     if d.task == "lists":
         from divtune.data.lists import synthesize_lists, write_jsonl
 
-        examples = synthesize_lists(d.num_examples, d.seed, d.categories, d.min_len, d.max_len)
-    elif d.task == "math":
+        return synthesize_lists(num, d.seed, d.categories, d.min_len, d.max_len), write_jsonl
+    if d.task == "math":
         from divtune.data.math import synthesize_arithmetic
         from divtune.data.math import write_jsonl  # type: ignore[no-redef]
 
-        examples = synthesize_arithmetic(d.num_examples, d.seed)
-    else:
-        raise DataError(f"data.task {d.task!r} is not synthesized: set data.path to a dataset file (local or s3://)")
-    write_jsonl(examples, out)
-    return len(examples)
+        return synthesize_arithmetic(num, d.seed), write_jsonl
+    raise DataError(f"data.task {d.task!r} is not synthesized: set data.path to a dataset file (local or s3://)")
+
+
+def check_source(d) -> None:
+    """Before a run: the configured data can be synthesized, or the local ``data.path`` is valid for its task
+    (an ``s3://`` path is read by the synthesize step)."""
+    if d.path is None:
+        _synthesized(d, 1)
+    elif not str(d.path).startswith("s3://"):
+        if not Path(d.path).is_file():
+            raise DataError(f"data.path: dataset file not found: {d.path}")
+        training_rows(d.task, d.path)
 
 
 def training_rows(task: str, path: str | os.PathLike) -> list[dict[str, Any]]:

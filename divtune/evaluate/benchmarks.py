@@ -364,10 +364,9 @@ def _hf_lm(model: str, batch_size: int | str, device: str | None, trust_remote_c
     import torch
     from lm_eval.api.registry import get_model
 
-    from divtune.evaluate.generation import resolve_model
-    from divtune.train.models import check_model_dir
+    from divtune.models.resolve import resolve_model
 
-    path = check_model_dir(resolve_model(model))
+    path = resolve_model(model)
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     lm = get_model("hf").create_from_arg_obj(
         {"pretrained": str(path), "dtype": "auto", "trust_remote_code": trust_remote_code},

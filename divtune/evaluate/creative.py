@@ -45,7 +45,7 @@ from divtune.data.creative import CreativePrompt, default_prompts
 from divtune.data.prompting import to_messages
 from divtune.errors import DataError
 from divtune.evaluate.generation import Generator, SamplingParams, as_messages
-from divtune.evaluate.metrics import distinct_ngram_ratio, mean_pairwise_cosine_distance, self_bleu
+from divtune.answers.metrics import distinct_ngram_ratio, mean_pairwise_cosine_distance, self_bleu
 
 SUITE = "creative"
 DEFAULT_TEMPERATURES = (0.5, 0.7, 1.0, 1.3, 1.6)
@@ -66,7 +66,7 @@ class SentenceEmbedder:
 
     def __init__(self, model_path: str | os.PathLike | None = None, *, device: str | None = None,
                  batch_size: int = 64) -> None:
-        from divtune.rewards.partition import load_sentence_model
+        from divtune.models.loading import load_sentence_model
 
         self.model, self.path = load_sentence_model(model_path, device)
         self.name = "all-MiniLM-L6-v2" if model_path is None else self.path.name
@@ -244,7 +244,7 @@ class LogprobScorer:
 
     @classmethod
     def from_model_dir(cls, model_dir: str | os.PathLike) -> LogprobScorer:
-        from divtune.train.models import load_model_and_tokenizer
+        from divtune.models.loading import load_model_and_tokenizer
 
         model, tok = load_model_and_tokenizer(str(model_dir))
         model.eval()

@@ -62,7 +62,7 @@ class HFGenerator:
 
     def __init__(self, model_dir: str | os.PathLike, *, batch_size: int = 64, device: str | None = None,
                  dtype: str = "auto", trust_remote_code: bool = False) -> None:
-        from divtune.train.models import load_model_and_tokenizer
+        from divtune.models.loading import load_model_and_tokenizer
 
         self.model_dir = str(model_dir)
         self.model, self.tokenizer = load_model_and_tokenizer(
@@ -234,21 +234,11 @@ def make_generator(model: str | None = None, endpoint: str | None = None, *, bac
     if endpoint is not None:
         return OpenAIGenerator(endpoint)
     assert model is not None
+    from divtune.models.resolve import resolve_model
+
     path = resolve_model(model)
     if backend == "vllm":
         return VLLMGenerator(str(path), trust_remote_code=trust_remote_code)
     return HFGenerator(path, batch_size=batch_size, trust_remote_code=trust_remote_code)
 
 
-def resolve_model(model: str) -> Path:
-    """A local model directory, or a registry URI (``models:/NAME@alias``/``models:/NAME/3``) fetched via MLflow."""
-    if model.startswith("models:/"):
-        from divtune.registry.models import download_model_version
-
-        return download_model_version(model)
-    p = Path(model)
-    if not p.exists():
-        raise DivtuneError(f"model path does not exist: {model}")
-    if not p.is_dir():
-        raise DivtuneError(f"model path is not a directory: {model}")
-    return p

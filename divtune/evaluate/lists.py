@@ -15,8 +15,8 @@ from divtune.data.lists import ListExample
 from divtune.data.prompting import to_messages
 from divtune.data.templates import TEMPLATES, render_prompt
 from divtune.evaluate.generation import Generator, SamplingParams
-from divtune.evaluate.metrics import answer_distribution, entropy_bits, invalid_rate, jsd_to_uniform
-from divtune.rewards.extract import match_item
+from divtune.answers.metrics import answer_distribution, entropy_bits, invalid_rate, jsd_to_uniform
+from divtune.answers.extract import match_item
 
 
 def evaluate_lists(generator: Generator, examples: Sequence[ListExample], *, samples: int = 100,

@@ -21,7 +21,7 @@ import numpy as np
 from divtune.data.open_set import OpenSetPrompt, default_prompts, normalize_answer
 from divtune.data.prompting import to_messages
 from divtune.evaluate.generation import Generator, SamplingParams
-from divtune.evaluate.metrics import cumulative_unique, entropy_bits, unique_at_n
+from divtune.answers.metrics import cumulative_unique, entropy_bits, unique_at_n
 
 SUITE = "open-set"
 _TAGGED = re.compile(r"<answer>.*?</answer>", re.IGNORECASE | re.DOTALL)

@@ -1,4 +1,4 @@
-"""PNG figures for the open-set and creative suites (matplotlib, Agg backend, no display).
+"""PNG figures: the open-set and creative suites, and answer distributions of list selection (matplotlib, Agg).
 
 Each function takes a result dict (as returned by the suite) and an output path, writes one PNG
 and returns its path.  :func:`suite_figures` writes every figure a result supports.
@@ -172,3 +172,31 @@ def suite_figures(suite: str, result: dict[str, Any], out_dir: str | os.PathLike
                                                  label=model))
         return out
     raise ValueError(f"no figures for suite {suite!r}")
+
+
+def answer_distributions_chart(results: dict[str, dict[str, Any]], path: str | os.PathLike, lists: int = 3) -> Path:
+    """Answer distribution per model for the first held-out lists (paper Figure 4 shape)."""
+    import numpy as np
+
+    plt = _plt()
+
+    names = list(results)
+    per_list = [results[n]["per_list"] for n in names]
+    fig, axes = plt.subplots(1, lists, figsize=(5 * lists, 3.6), squeeze=False)
+    for j in range(lists):
+        ax = axes[0][j]
+        items = per_list[0][j]["items"]
+        x = np.arange(len(items) + 1)
+        width = 0.8 / len(names)
+        for i, n in enumerate(names):
+            pl = per_list[i][j]
+            counts = [pl["counts"][it] for it in items] + [pl["invalid"]]
+            total = max(1, sum(counts))
+            ax.bar(x + i * width, [c / total for c in counts], width, label=n)
+        ax.axhline(1 / len(items), color="k", lw=0.8, ls="--")
+        ax.set_xticks(x + 0.4 - width / 2, [*items, "invalid"], rotation=60, fontsize=7)
+        ax.set_title(per_list[0][j]["category"])
+    axes[0][0].set_ylabel("share of samples")
+    axes[0][-1].legend(fontsize=7)
+    return _save(fig, path)
+

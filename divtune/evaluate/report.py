@@ -133,6 +133,14 @@ def write_outputs(out_dir: str | os.PathLike, suite: str, result: dict[str, Any]
     return out
 
 
+def write_report(suite: str, result: dict[str, Any], out_dir: str | os.PathLike) -> list[Path]:
+    """A suite's figures, ``<suite>.json`` and ``<suite>.md`` written into ``out_dir``; returns the paths."""
+    from divtune.evaluate import plots
+
+    pngs = plots.suite_figures(suite, result, out_dir)
+    return write_outputs(out_dir, suite, result, pngs, markdown_summary(suite, result))
+
+
 def log_evaluation(suite: str, result: dict[str, Any], pngs: Sequence[str | os.PathLike], markdown: str, *,
                    experiment: str = EXPERIMENT, run_name: str | None = None) -> str:
     """Log the files and headline metrics to the active run, or a new one in ``experiment``; return its id."""

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from divtune.errors import DivtuneError
+from divtune.errors import DivtuneError, one_line
 from divtune.registry import tracking
 
 CHAMPION = "champion"
@@ -154,7 +154,7 @@ def download_model_version(uri: str, dst: str | os.PathLike | None = None) -> Pa
         local = mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(base))
     except Exception as exc:  # noqa: BLE001 - any store error becomes one line
         shutil.rmtree(base, ignore_errors=True) if dst is None else None
-        raise DivtuneError(f"cannot download {uri} from {mv.source}: {' '.join(str(exc).split())[:200]}") from None
+        raise DivtuneError(f"cannot download {uri} from {mv.source}: {one_line(exc, 200)}") from None
     return Path(local)
 
 

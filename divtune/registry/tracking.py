@@ -17,12 +17,24 @@ from typing import Any
 from urllib.parse import urlparse
 
 from divtune import paths
+from divtune.errors import DivtuneError, one_line
 
 RUN_KEY_TAG = "divtune.run_key"
 STAGE_TAG = "divtune.stage"
 PARENT_TAG = "mlflow.parentRunId"
 
 log = logging.getLogger(__name__)
+
+
+class TrackingError(DivtuneError):
+    """The tracking server (or the registry behind it) failed, after MLflow's own retries."""
+
+
+def tracking_failure(exc: BaseException) -> TrackingError | None:
+    """A failure of MLflow's client or its HTTP stack as a one-line error naming the tracking store; None otherwise."""
+    if not type(exc).__module__.startswith(("mlflow", "requests", "urllib3")):
+        return None
+    return TrackingError(f"MLflow at {paths.tracking_uri()} failed: {one_line(exc)}")
 
 _EXPORTED_REGISTRY = "_DIVTUNE_EXPORTED_REGISTRY_URI"
 HTTP_RETRY_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}

@@ -1,7 +1,7 @@
 """Rewards for list selection: GAPO's frequency-aware group reward and the per-sample baseline.
 
 Both read the listed items from the group's metadata (``meta["items"]``) and the chosen item
-from each completion with :func:`divtune.rewards.extract.match_item`.
+from each completion with :func:`divtune.answers.extract.match_item`.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from divtune.evaluate.metrics import answer_distribution, entropy_bits, jsd_to_uniform, unique_ratio
+from divtune.answers.metrics import answer_distribution, entropy_bits, jsd_to_uniform, unique_ratio
 from divtune.rewards.base import GroupRewardError
-from divtune.rewards.extract import match_item
+from divtune.answers.extract import match_item
 
 INVALID_REWARD = -1.0
 

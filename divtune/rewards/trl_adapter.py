@@ -18,7 +18,7 @@ from typing import Any
 
 from divtune.errors import ConfigError
 from divtune.rewards.base import GroupReward, GroupRewardError
-from divtune.rewards.extract import completion_text
+from divtune.answers.extract import completion_text
 
 Row = tuple[Any, str, dict[str, Any]]  # (group id, completion text, metadata)
 Gather = Callable[[list[Row]], tuple[list[list[Row]], int]]

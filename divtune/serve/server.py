@@ -19,16 +19,6 @@ from pathlib import Path
 from divtune.errors import DivtuneError
 
 
-def resolve_model(model: str) -> Path:
-    from divtune.train.models import check_model_dir
-
-    if model.startswith("models:/"):
-        from divtune.registry.models import download_model_version
-
-        return check_model_dir(download_model_version(model))
-    return check_model_dir(model)
-
-
 def pick_backend(backend: str = "auto") -> str:
     if backend not in ("auto", "vllm", "transformers"):
         raise DivtuneError(f"unknown serving backend {backend!r} (auto, vllm, transformers)")
@@ -86,6 +76,8 @@ def wait_healthy(base_url: str, proc: subprocess.Popen | None = None, timeout: f
 def running_server(model: str, *, backend: str = "auto", host: str = "127.0.0.1", port: int = 8000,
                    timeout: float = 300.0, log_file: str | os.PathLike | None = None) -> Iterator[tuple[str, str]]:
     """Start a server for ``model``; yield ``(base_url, model_id)``; stop it on exit."""
+    from divtune.models.resolve import resolve_model
+
     model_dir = resolve_model(model)
     chosen = pick_backend(backend)
     cmd = server_command(model_dir, chosen, host, port, served_name=model_dir.name)

@@ -12,7 +12,6 @@ works as ``train.darling.partitioner: classifier`` + ``partitioner_path: DIR``. 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -21,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from divtune.data.pairs import Pair, read_pairs
-from divtune.errors import DataError, DivtuneError
+from divtune.digests import file_digest
+from divtune.errors import DataError, DivtuneError, one_line
 
 INFO_FILE = "divtune_partitioner.json"
 
@@ -94,16 +94,12 @@ def pair_metrics(labels: Sequence[int], p_same: Sequence[float], threshold: floa
     return out
 
 
-def _file_digest(p: Path) -> str:
-    return hashlib.sha256(p.read_bytes()).hexdigest()[:16]
-
-
 def _load_base(base: str | os.PathLike | None):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from divtune.rewards.partition import _local_model_path
+    from divtune.models.loading import local_model_path
 
-    path = _local_model_path(base, "base model")
+    path = local_model_path(base, "base model")
     if not (path / "config.json").is_file():
         raise DivtuneError(f"base model {path} has no config.json (not a transformers checkpoint)")
     try:
@@ -112,7 +108,7 @@ def _load_base(base: str | os.PathLike | None):
             path, num_labels=2, id2label={0: "different", 1: "same"}, label2id={"different": 0, "same": 1},
             ignore_mismatched_sizes=True, use_safetensors=True)
     except Exception as exc:  # noqa: BLE001 - not loadable as a sequence classifier
-        raise DivtuneError(f"cannot build a pair classifier from {path}: {' '.join(str(exc).split())[:200]}") from None
+        raise DivtuneError(f"cannot build a pair classifier from {path}: {one_line(exc, 200)}") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token or tok.unk_token
     if model.config.pad_token_id is None:
@@ -200,7 +196,7 @@ def train_partitioner(data: str | os.PathLike, output_dir: str | os.PathLike, *,
         shutil.rmtree(tmp / "_trainer", ignore_errors=True)
         trainer.model.save_pretrained(str(tmp), safe_serialization=True)
         tok.save_pretrained(str(tmp))
-        info = {"base": str(base_path), "data": str(data_path), "data_digest": _file_digest(data_path),
+        info = {"base": str(base_path), "data": str(data_path), "data_digest": file_digest(data_path),
                 "train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs), "settings": asdict(cfg),
                 "metrics": metrics, "input": "tokenizer sentence pair (text1, text2); P(same) = softmax(logits)[-1]",
                 "suggested_threshold": metrics["best_threshold"]}
@@ -208,7 +204,7 @@ def train_partitioner(data: str | os.PathLike, output_dir: str | os.PathLike, *,
 
     paths.build_atomically(out, build)
     if log_to_mlflow if log_to_mlflow is not None else _mlflow_wanted():
-        params = {"base": str(base_path), "data": str(data_path), "data_digest": _file_digest(data_path),
+        params = {"base": str(base_path), "data": str(data_path), "data_digest": file_digest(data_path),
                   "train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs), "output_dir": str(out), **asdict(cfg)}
         _log_mlflow(params, metrics, out / INFO_FILE)
     return PartitionerTrainResult(output_dir=out, metrics=metrics, train_pairs=len(train_pairs),

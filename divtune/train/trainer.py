@@ -223,7 +223,7 @@ def train(base_model_dir: str | os.PathLike, rows: Sequence[dict[str, Any]], tc:
     ``rows`` are list-selection records (``prompt``, ``group_id``, ``items``; DARLING tasks add
     their own metadata columns).  The adapter (and tokenizer) is written to ``adapter_dir``.
     """
-    from divtune.train.models import load_model_and_tokenizer
+    from divtune.models.loading import load_model_and_tokenizer
 
     ckpt = Path(checkpoint_dir)
     ckpt.mkdir(parents=True, exist_ok=True)
@@ -260,3 +260,28 @@ def train(base_model_dir: str | os.PathLike, rows: Sequence[dict[str, Any]], tc:
         tokenizer.save_pretrained(str(adapter))
     metrics = {k: float(v) for k, v in (out.metrics or {}).items() if isinstance(v, (int, float))}
     return TrainResult(adapter_dir=adapter, global_step=int(trainer.state.global_step), resumed_from=resume, metrics=metrics)
+
+
+def train_from_config(cfg: Any, data: str | os.PathLike, output: str | os.PathLike, *,
+                      base: str | os.PathLike | None = None,
+                      checkpoints: str | os.PathLike | None = None) -> tuple[TrainResult, Path]:
+    """``divtune train``: the config's method on a dataset file, from ``base`` or the config's model.
+
+    DARLING's required paths are checked first (before the data, the base model, a download); the
+    checkpoints default to ``<output>-checkpoints`` and are resumed when present.  Returns the result and base.
+    """
+    from divtune.data.dataset import training_rows
+    from divtune.models.checks import check_model_dir
+    from divtune.models.resolve import resolve_base_model
+
+    if cfg.train.method == "darling":
+        from divtune.rewards.darling import check_darling_config
+
+        check_darling_config(cfg.train.darling)
+    rows = training_rows(cfg.data.task, data)
+    base_dir = check_model_dir(base) if base else resolve_base_model(cfg.model)
+    out = Path(output)
+    ckpt = Path(checkpoints) if checkpoints else out.with_name(out.name + "-checkpoints")
+    res = train(base_dir, rows, cfg.train, out, ckpt, trust_remote_code=cfg.model.trust_remote_code,
+                dtype=cfg.model.dtype, system_prompt=cfg.data.system_prompt, few_shot=cfg.data.few_shot)
+    return res, base_dir

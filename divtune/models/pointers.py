@@ -1,0 +1,29 @@
+"""Pointer files: an artifact that names a model directory instead of holding gigabytes of weights."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+POINTER = "divtune_pointer.json"
+
+
+def model_dir_of(artifact_path: str | os.PathLike) -> Path:
+    """The model directory an artifact holds: itself, or the directory its pointer file names."""
+    p = Path(artifact_path)
+    ptr = p / POINTER
+    if ptr.is_file():
+        return Path(json.loads(ptr.read_text())["path"])
+    return p
+
+
+def write_pointer(artifact_dir: str | os.PathLike, model_dir: str | os.PathLike) -> Path:
+    """Make ``artifact_dir`` (created) point at ``model_dir``; returns the pointer file."""
+    out = Path(artifact_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ptr = out / POINTER
+    tmp = ptr.with_name(f".{ptr.name}.tmp")
+    tmp.write_text(json.dumps({"path": str(Path(model_dir).resolve())}, indent=2, sort_keys=True))
+    os.replace(tmp, ptr)
+    return ptr
