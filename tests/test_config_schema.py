@@ -104,7 +104,7 @@ def test_uses_trainjob_property():
 # --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("raw", [".inf", "-.inf", ".nan", "nan", "inf"])
+@pytest.mark.parametrize("raw", [".inf", "-.inf", ".nan", "nan", "inf", "1" + "0" * 400])
 @pytest.mark.parametrize("key", FLOAT_KEYS)
 def test_non_finite_floats_are_refused(key, raw):
     with pytest.raises(ConfigError, match=rf"config\.{re.escape(key)} must be a finite number"):
@@ -141,10 +141,12 @@ def test_zero_and_negative_counts_are_refused(key, least, value):
     ("evaluate.seed=-1", "evaluate.seed must be >= 0, got -1"),
     ("train.steps_per_generation=0", "train.steps_per_generation must be >= 1, got 0"),
     ("name=''", "config.name must not be empty"),
+    ("name=a/b", "config.name must not contain '/'"),
     ("registry.model_name='  '", "registry.model_name must not be empty"),
     ("model.path=''", "model.path must not be empty"),
     ("cluster.cache_pvc=''", "cluster.cache_pvc must not be empty"),
     ("train.loss_type=ppo", "config.train.loss_type must be one of 'grpo', 'dr_grpo', 'dapo'"),
+    ("cluster.env={PORT: 5000}", "config.cluster.env.PORT must be a string, got 5000"),
 ])
 def test_bounds(override, msg):
     with pytest.raises(ConfigError) as exc:
@@ -191,6 +193,9 @@ def test_long_bad_values_are_cut_in_messages(tmp_path):
     with pytest.raises(ConfigError) as exc:
         load_config(path=p)
     assert len(str(exc.value)) < 200 and "\n" not in str(exc.value)
+    with pytest.raises(ConfigError) as exc:
+        load_config("p" * 3000)
+    assert "unknown preset" in str(exc.value) and "p" * 100 not in str(exc.value)
 
 
 # --------------------------------------------------------------------------------------
@@ -248,3 +253,9 @@ def test_odd_preset_names_are_unknown(name):
     with pytest.raises(ConfigError, match="unknown preset"):
         load_config(name)
 
+
+def test_unknown_keys_of_mixed_types_are_named(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("preset: toy\n1: x\nzz: y\n")
+    with pytest.raises(ConfigError, match="unknown key config.1 "):
+        load_config(path=p)

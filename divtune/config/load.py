@@ -104,7 +104,7 @@ def _read_preset(name: str, chain: tuple[str, ...] = ()) -> dict[str, Any]:
         cycle = " -> ".join(_short(n) for n in (*chain[chain.index(name):], name))
         raise ConfigError(f"presets name each other as base in a cycle: {cycle}")
     p = configs_dir() / f"{name}.yaml"
-    if not _is_preset_name(name) or not p.is_file():
+    if not _is_preset_name(name) or not _is_file(p):
         known = ", ".join(list_presets()) or "none found"
         raise ConfigError(f"unknown preset {_short(name)} (known presets: {known})")
     data = _read_yaml(p)
@@ -114,8 +114,19 @@ def _read_preset(name: str, chain: tuple[str, ...] = ()) -> dict[str, Any]:
     return data
 
 
+def _is_file(p: Path) -> bool:
+    try:
+        return p.is_file()
+    except (OSError, ValueError):  # e.g. a name too long for the file system, a NUL byte
+        return False
+
+
 def _read_yaml(p: Path) -> dict[str, Any]:
-    if not p.exists():
+    try:
+        exists = p.exists()
+    except (OSError, ValueError):
+        exists = False
+    if not exists:
         raise ConfigError(f"config file not found: {p}")
     if not p.is_file():
         raise ConfigError(f"config path is not a file: {p}")
@@ -125,6 +136,8 @@ def _read_yaml(p: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {p} is not valid YAML: {_one_line(exc)}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"config file {p} is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc.strerror or _one_line(exc)}") from None
     if data is None:
         raise ConfigError(f"config file {p} is empty")
     if not isinstance(data, dict):
@@ -174,7 +187,7 @@ def from_dict(cls: type[T], data: Any, *, where: str) -> T:
         raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - names)
+    unknown = sorted((k for k in data if k not in names), key=str)
     if unknown:
         raise ConfigError(
             f"unknown key {where}.{_short(unknown[0], use_repr=False)} (allowed: {', '.join(sorted(names))})"
@@ -211,7 +224,9 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where} must be a mapping, got {type(value).__name__}")
-        return dict(value)
+        kt, vt = args or (Any, Any)
+        return {_convert(kt, k, f"{where} key {_short(k)}"): _convert(vt, v, f"{where}.{_short(k, use_repr=False)}")
+                for k, v in value.items()}
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{where} must be true or false, got {_short(value)}")
@@ -228,7 +243,10 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} must be a number, got {_short(value)}")
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond float range
+            number = math.inf
         if not math.isfinite(number):
             raise ConfigError(f"{where} must be a finite number, got {_short(value)}")
         return number

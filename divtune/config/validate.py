@@ -131,6 +131,12 @@ def validate_section(obj: Any, prefix: str) -> None:
 # --------------------------------------------------------------------------------------
 
 
+def _name_is_plain(cfg: PipelineConfig) -> None:
+    """`name` has no `/` or `\\`: it names checkpoint directories."""
+    _need(not any(c in cfg.name for c in "/\\\0"),
+          f"config.name must not contain '/' or '\\' (it names checkpoint directories), got {_short(cfg.name)}")
+
+
 def _list_lengths(cfg: PipelineConfig) -> None:
     """`data.min_len` <= `data.max_len`."""
     _need(cfg.data.min_len <= cfg.data.max_len, "data.min_len must be >= 2 and <= data.max_len")
@@ -226,7 +232,7 @@ def _model_source(cfg: PipelineConfig) -> None:
 
 
 RULES: tuple[Callable[[PipelineConfig], None], ...] = (
-    _list_lengths, _group_size, _lora_layers, _partition_correct_only, _darling_quality_task,
+    _name_is_plain, _list_lengths, _group_size, _lora_layers, _partition_correct_only, _darling_quality_task,
     _suites, _benchmarks_data, _humaneval, _trainjob, _secrets, _models_uri, _model_source,
 )
 """The cross-field rules, applied in this order after the per-field bounds."""
