@@ -25,21 +25,20 @@ class Partitioner(Protocol):
 
 
 def union_find(n: int, pairs: Sequence[tuple[int, int]]) -> list[int]:
-    """Class id per element (0..k-1, in order of first appearance) of the transitive closure of ``pairs``."""
-    parent = list(range(n))
+    """Class id per element (0..k-1, in order of first appearance) of the transitive closure of ``pairs``:
+    the connected components of the "equivalent" graph (scipy's ``connected_components``)."""
+    import numpy as np
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b in pairs:
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
+    if n == 0:
+        return []
+    rows = np.fromiter((a for a, _ in pairs), dtype=np.int64, count=len(pairs))
+    cols = np.fromiter((b for _, b in pairs), dtype=np.int64, count=len(pairs))
+    graph = coo_matrix((np.ones(len(pairs), dtype=np.int8), (rows, cols)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
     ids: dict[int, int] = {}
-    return [ids.setdefault(find(i), len(ids)) for i in range(n)]
+    return [ids.setdefault(int(c), len(ids)) for c in labels]
 
 
 def unigram_shortcut(a: str, b: str, max_tokens: int = 5) -> bool | None:
