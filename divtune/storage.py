@@ -93,7 +93,9 @@ def upload_dir(local_dir: str | os.PathLike, uri: str, *, endpoint_url: str | No
     try:
         for p in files:
             key = f"{prefix}/{p.relative_to(src).as_posix()}" if prefix else p.relative_to(src).as_posix()
-            s3.upload_file(str(p), bucket, key)
+            # S3 checks each object against the SHA-256 the client sends (native checksums); the manifest keeps
+            # the whole files' digests for the reader, which verifies them after download
+            s3.upload_file(str(p), bucket, key, ExtraArgs={"ChecksumAlgorithm": "SHA256"})
             written.append(key)
         mkey = f"{prefix}/{MANIFEST}" if prefix else MANIFEST
         s3.put_object(Bucket=bucket, Key=mkey, Body=json.dumps(manifest, sort_keys=True).encode())
