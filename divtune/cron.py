@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-from divtune.errors import DivtuneError
+from divtune.errors import DivtuneError, short
 
 _FIELDS = (("seconds", 0, 59), ("minutes", 0, 59), ("hours", 0, 23), ("day-of-month", 1, 31),
            ("month", 1, 12), ("day-of-week", 0, 6))
@@ -34,13 +34,8 @@ _PART = re.compile(r"([0-9.]+)([a-zµμ]+)")
 _MIN_INTERVAL_S = 60
 
 
-def _short(expr: object, limit: int = 80) -> str:
-    text = " ".join(repr(str(expr)).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _bad(expr: object, why: str) -> DivtuneError:
-    return DivtuneError(f"malformed cron {_short(expr)}: {why}")
+    return DivtuneError(f"malformed cron {short(str(expr))}: {why}")
 
 
 def _value(tok: str, name: str, lo: int, hi: int, expr: str) -> int:
@@ -48,7 +43,7 @@ def _value(tok: str, name: str, lo: int, hi: int, expr: str) -> int:
     if tok.lower() in names:
         return names[tok.lower()]
     if not (tok.isascii() and tok.isdigit()):
-        raise _bad(expr, f"{name} value {_short(tok, 30)} is not a number")
+        raise _bad(expr, f"{name} value {short(tok, 30)} is not a number")
     v = int(tok)
     if not lo <= v <= hi:
         raise _bad(expr, f"{name} value {v} outside {lo}-{hi}")
@@ -59,7 +54,7 @@ def _expand(item: str, name: str, lo: int, hi: int, expr: str) -> set[int]:
     """The values one comma-separated item of a field stands for (robfig/cron's ``getRange``)."""
     rng, slash, step = item.partition("/")
     if slash and not (step.isascii() and step.isdigit() and int(step) >= 1):
-        raise _bad(expr, f"{name} step {_short(step, 30)} must be a positive integer")
+        raise _bad(expr, f"{name} step {short(step, 30)} must be a positive integer")
     every = int(step) if slash else 1
     if rng in ("*", "?"):
         start, end = lo, hi
@@ -89,12 +84,12 @@ def validate_cron(expr: str) -> str:
             raise _bad(expr, "unknown descriptor (known: @yearly, @annually, @monthly, @weekly, @daily, "
                              "@midnight, @hourly, @every <duration> such as @every 1h30m)")
         if _every_seconds(m.group(1)) < _MIN_INTERVAL_S:
-            raise DivtuneError(f"cron {_short(expr)} fires more often than once a minute: "
+            raise DivtuneError(f"cron {short(str(expr))} fires more often than once a minute: "
                                f"@every needs at least 1m")
         return e
     parts = e.split(" ")
     if len(parts) == 5:
-        raise _bad(expr, f"KFP needs 6 fields (seconds first), e.g. {_short('0 ' + e)}")
+        raise _bad(expr, f"KFP needs 6 fields (seconds first), e.g. {short('0 ' + e)}")
     if len(parts) != 6:
         raise _bad(expr, f"expected 6 fields 'SEC MIN HOUR DOM MONTH DOW', got {len(parts)}")
     seconds: set[int] = set()
@@ -109,6 +104,6 @@ def validate_cron(expr: str) -> str:
             if i == 0:
                 seconds |= values
     if len(seconds) > 1:
-        raise DivtuneError(f"cron {_short(expr)} fires more often than once a minute ({len(seconds)} times in "
-                           f"each minute it matches): give one second, e.g. {_short(' '.join(['0', *parts[1:]]))}")
+        raise DivtuneError(f"cron {short(str(expr))} fires more often than once a minute ({len(seconds)} times in "
+                           f"each minute it matches): give one second, e.g. {short(' '.join(['0', *parts[1:]]))}")
     return e

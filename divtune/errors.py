@@ -24,3 +24,9 @@ def one_line(exc: BaseException | str, limit: int | None = 300) -> str:
     """An exception (or text) squeezed to one line of at most ``limit`` characters, for a one-line error."""
     text = " ".join(str(exc).split())
     return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
+
+
+def short(value: object, limit: int = 80, *, use_repr: bool = True) -> str:
+    """A value echoed in a message: ``repr`` (or ``str``) on one line of at most ``limit`` characters."""
+    text = " ".join((repr(value) if use_repr else str(value)).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

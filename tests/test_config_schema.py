@@ -22,7 +22,7 @@ from divtune.config import (
     load_images,
 )
 from divtune.config import schema
-from divtune.config._text import _short
+from divtune.errors import short as _short
 from divtune.config.reference import render_reference
 from divtune.errors import ConfigError
 

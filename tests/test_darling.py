@@ -72,7 +72,8 @@ def test_classifier_partitioner_batches_and_bad_paths(tmp_path):
     import torch
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
-    from divtune.rewards.partition import ClassifierPartitioner, EmbeddingPartitioner, default_embedding_model
+    from divtune.models.loading import default_embedding_model
+    from divtune.rewards.partition import ClassifierPartitioner, EmbeddingPartitioner
 
     with pytest.raises(DivtuneError, match="does not exist"):
         ClassifierPartitioner(tmp_path / "missing")
@@ -248,7 +249,7 @@ def _tiny_classifier(d, num_labels=2, vocab_from=None):
     import torch
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
-    from divtune.rewards.partition import default_embedding_model
+    from divtune.models.loading import default_embedding_model
 
     tok = BertTokenizerFast.from_pretrained(vocab_from or default_embedding_model())
     torch.manual_seed(0)
@@ -316,7 +317,8 @@ def test_bad_darling_settings_are_one_line_errors(kw, exc, msg):
 def test_a_directory_that_is_not_a_classifier_is_refused(tmp_path):
     from transformers import BertConfig, BertModel
 
-    from divtune.rewards.partition import ClassifierPartitioner, default_embedding_model
+    from divtune.models.loading import default_embedding_model
+    from divtune.rewards.partition import ClassifierPartitioner
     from divtune.rewards.quality import RewardModelQuality
 
     BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,

@@ -17,7 +17,8 @@ from typing import Any, Literal
 
 import yaml
 
-from divtune.config._text import _one_line, _short
+from divtune.errors import one_line as _one_line
+from divtune.errors import short as _short
 from divtune.config.schema import ImagesConfig, PipelineConfig
 from divtune.errors import ConfigError
 

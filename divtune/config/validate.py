@@ -17,7 +17,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from divtune.config._text import _short
+from divtune.errors import short as _short
 from divtune.config.schema import PipelineConfig
 from divtune.errors import ConfigError
 

@@ -17,6 +17,8 @@ import json
 import os
 from typing import Any
 
+from divtune.config.validate import SUITES as CONFIG_SUITES
+
 #: Headline metrics by suite: name -> what it measures (``bench.<task>`` come from the benchmarks suite).
 METRICS: dict[str, dict[str, str]] = {
     "lists": {
@@ -32,7 +34,8 @@ METRICS: dict[str, dict[str, str]] = {
 }
 #: Prefix of the benchmarks suite's metrics: ``bench.gsm8k``, ``bench.math``, ...
 BENCH_PREFIX = "bench."
-SUITES = (*METRICS, "benchmarks")
+SUITES = CONFIG_SUITES  # the names evaluate.suites accepts (the config validates them)
+assert set(METRICS) < set(SUITES), "every suite with headline metrics is a configurable suite"
 
 
 def known_metrics() -> dict[str, str]:
