@@ -37,6 +37,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=1)
     args = ap.parse_args()
 
+    from divtune.results import record  # imported first: the result names the commit this run started from
+
     from divtune.config import load_config
     from divtune.data.lists import heldout_examples
     from divtune.evaluate.generation import HFGenerator, SamplingParams
@@ -67,7 +69,6 @@ def main() -> int:
     print(json.dumps({"samples": n, "rounds": args.rounds, "median_s": {k: statistics.median(v) for k, v in times.items()},
                       "speedup": ratio, "goal_met": ratio >= 5}))
 
-    from divtune.results import record
 
     rows = [{"generation": k, "samples": n, "median_wall_s": statistics.median(v),
              "samples_per_s": n / statistics.median(v)} for k, v in times.items()]

@@ -122,6 +122,8 @@ def main() -> None:
                     help="measure the classifier partitioner's pairs/s only, not inside a GRPO run")
     args = ap.parse_args()
 
+    from divtune.results import record  # imported first: the result names the commit this run started from
+
     import copy
 
     import torch
@@ -182,7 +184,6 @@ def main() -> None:
     ok = all(r["share"] <= 0.10 for r in result["rewards"].values())
     print(f"\ngoal: reward share <= 10 % of a GRPO step in the measured runs: {'met' if ok else 'NOT met'}")
 
-    from divtune.results import record
 
     rows = [{"reward": label, **r} for label, r in result["rewards"].items()]
     settings = {"steps_per_run": args.steps, "warm_up_steps_dropped": 1, "rounds": args.rounds, "G": G,

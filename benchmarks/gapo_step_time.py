@@ -81,6 +81,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.0, help="0: identical rollouts for both methods (see module doc)")
     args = ap.parse_args()
 
+    from divtune.results import record  # imported first: the result names the commit this run started from
+
     from divtune.config import load_config
     from divtune.data.lists import synthesize_lists
     from divtune.models.toy import ensure_toy_model
@@ -114,7 +116,6 @@ def main() -> None:
           f"{result['paired_ratio_median']:.3f}); GAPO reward = {100 * result['reward_share_of_gapo_step']:.3f} % of a step")
 
     from divtune.config import TrainConfig
-    from divtune.results import record
 
     settings = {"rounds": args.rounds, "steps_per_run": args.steps, "warm_up_steps_dropped": 1, "G": args.G,
                 "learning_rate": args.lr, "prompts_per_step": 2, "max_completion_length": 16, "lora_r": 16,

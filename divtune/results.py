@@ -71,6 +71,11 @@ def commit_info() -> tuple[str | None, bool | None]:
     return head.strip(), (None if status is None else bool(status.strip()))
 
 
+# The commit a long run started from: taken when this module is first imported (benchmarks import it at the
+# start), since others may commit while the run measures.
+_AT_IMPORT = commit_info()
+
+
 def machine_info() -> dict[str, Any]:
     """What kind of machine ran it: CPU count, Python, torch and CUDA device name (no host name, no paths)."""
     try:
@@ -80,6 +85,10 @@ def machine_info() -> dict[str, Any]:
     info: dict[str, Any] = {"cpu_count": os.cpu_count(), "cpus_available": available,
                             "python": platform.python_version(), "system": platform.system(),
                             "arch": platform.machine(), "torch": None, "cuda_device": None}
+    try:  # other work on the machine while the run measured (1, 5, 15 min), as the run ends
+        info["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        pass
     try:
         import torch
     except ImportError:
@@ -121,19 +130,23 @@ def record(kind: str, figures: Mapping[str, Any], *, preset: str | None = None,
 
     ``kind`` names what was measured (a benchmark's or repro's name: lower case, digits, ``-_.``);
     ``figures`` what it measured; ``preset``, ``seeds`` and ``settings`` what with.  Absolute paths in any
-    of them are cut to their last component.
+    of them are cut to their last component.  ``commit`` and ``dirty`` describe the checkout when this
+    module was first imported (import it when the run starts); ``commit_at_record`` is added when HEAD has
+    moved since.
     """
     if not _KIND.match(kind):
         raise ValueError(f"result kind {kind!r}: use lower-case letters, digits, '-', '_' or '.'")
     if not isinstance(figures, Mapping) or not figures:
         raise ValueError("figures must be a non-empty mapping")
     now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
-    commit, dirty = commit_info()
+    commit, dirty = _AT_IMPORT
+    at_end, _ = commit_info()
     doc = {
         "kind": kind,
         "created": now.isoformat().replace("+00:00", "Z"),
         "commit": commit,
         "dirty": dirty,
+        **({"commit_at_record": at_end} if at_end != commit else {}),
         "machine": machine_info(),
         "preset": preset,
         "seeds": _scrub(seeds),
@@ -225,19 +238,23 @@ def _rows_table(rows: list[dict[str, Any]]) -> list[str]:
 
 def _render_one(name: str, doc: dict[str, Any], link: str | None) -> list[str]:
     commit = doc.get("commit")
-    short = commit[:12] if isinstance(commit, str) else "unknown"
+    short = f"`{commit[:12]}`" if isinstance(commit, str) else "unknown"
     if doc.get("dirty"):
-        short += " (with uncommitted changes)"
+        short += " with uncommitted changes"
+    if isinstance(doc.get("commit_at_record"), str):
+        short += f" (HEAD was `{doc['commit_at_record'][:12]}` when it was recorded)"
     m = doc.get("machine") or {}
     machine = f"{m.get('cpus_available', m.get('cpu_count', '?'))} CPU cores"
     if m.get("cuda_device"):
         machine += f", {m['cuda_device']}"
     if m.get("torch"):
         machine += f", torch {m['torch']}"
+    if isinstance(m.get("load_average"), list):
+        machine += f", load average {' / '.join(_fmt(x) for x in m['load_average'])} (1 / 5 / 15 min) when recorded"
     file_ref = f"[`{name}`]({link}{name})" if link is not None else f"`{name}`"
     out = [f"### {doc.get('created', '?')}", "",
            f"- file: {file_ref}",
-           f"- commit: `{short}`",
+           f"- commit: {short}",
            f"- machine: {machine}",
            f"- preset: {_fmt(doc.get('preset'))}",
            f"- seeds: {_fmt(doc.get('seeds'))}",
@@ -259,7 +276,8 @@ def render(results_dir: str | os.PathLike | None = None, *, link: str | None = N
     docs = load_results(results_dir if results_dir is not None else default_results_dir())
     lines = [HEADER, "", "# Results", "",
              "Every figure below was written by the run that measured it (`divtune.results.record`), one JSON "
-             "file per run under `results/`; this page is rendered from those files. Newest run first.", ""]
+             "file per run under `results/`; this page is rendered from those files. Newest run first. Timings "
+             "from shared CPU machines vary from run to run: read a median with the raw times beside it.", ""]
     if not docs:
         return "\n".join(lines + ["No results recorded yet.", ""])
     kinds: dict[str, list[tuple[str, dict]]] = {}

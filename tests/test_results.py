@@ -123,3 +123,15 @@ def test_cli_render_and_stale_check(tmp_path):
     assert stale.returncode == 1 and "stale" in stale.stderr
     assert "0.9" not in page.read_text()  # --check writes nothing
     assert str(tmp_path) not in page.read_text()
+
+
+def test_commit_is_the_one_the_run_started_from(tmp_path, monkeypatch):
+    """A long run records the commit it started from; if HEAD moved meanwhile, the page says so."""
+    head, _ = R.commit_info()
+    monkeypatch.setattr(R, "_AT_IMPORT", ("0" * 40, False))
+    doc = json.loads(R.record("moved", {"x": 1}, out_dir=tmp_path).read_text())
+    assert doc["commit"] == "0" * 40 and doc["dirty"] is False
+    assert doc["commit_at_record"] == head
+    assert f"(HEAD was `{head[:12]}` when it was recorded)" in R.render(tmp_path)
+    monkeypatch.setattr(R, "_AT_IMPORT", (head, False))
+    assert "commit_at_record" not in json.loads(R.record("same", {"x": 1}, out_dir=tmp_path).read_text())
