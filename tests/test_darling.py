@@ -114,7 +114,7 @@ def test_classifier_partitioner_batches_and_bad_paths(tmp_path):
     ("", None),
 ])
 def test_math_answer_extraction(text, expected):
-    from divtune.rewards.quality import extract_final_answer
+    from divtune.answers.math import extract_final_answer
 
     assert extract_final_answer(text) == expected
 
@@ -137,12 +137,12 @@ def test_math_answer_extraction(text, expected):
     ("abc", "12", False),
 ])
 def test_math_answers_compare_numerically(pred, gold, equal):
-    from divtune.rewards.quality import answers_equal
+    from divtune.answers.math import answers_equal
 
     assert answers_equal(pred, gold, use_sympy=False) is equal
 
 
-@pytest.mark.skipif(not __import__("divtune.rewards.quality", fromlist=["x"]).sympy_available(), reason="no sympy")
+@pytest.mark.skipif(not __import__("divtune.answers.math", fromlist=["x"]).sympy_available(), reason="no sympy")
 @pytest.mark.parametrize("pred,gold,equal", [
     (r"\sqrt{3}/2", r"\frac{\sqrt{3}}{2}", True),
     (r"x^2+2x+1", "(x+1)^2", True),
@@ -153,7 +153,7 @@ def test_math_answers_compare_numerically(pred, gold, equal):
     ("__import__('os')", "1", False),  # not whitelisted: never reaches sympy's parser
 ])
 def test_math_answers_compare_symbolically(pred, gold, equal):
-    from divtune.rewards.quality import answers_equal
+    from divtune.answers.math import answers_equal
 
     assert answers_equal(pred, gold) is equal
 
@@ -161,7 +161,7 @@ def test_math_answers_compare_symbolically(pred, gold, equal):
 def test_symbolic_check_has_a_timeout():
     import time as _time
 
-    from divtune.rewards.quality import _Timeout, _with_timeout
+    from divtune.answers.math import _Timeout, _with_timeout
 
     t = _time.perf_counter()
     with pytest.raises(_Timeout):
@@ -185,7 +185,8 @@ def test_symbolic_check_has_a_timeout():
 
 
 def test_math_quality_by_hand():
-    from divtune.rewards.quality import MathQuality, gold_answer
+    from divtune.answers.math import gold_answer
+    from divtune.rewards.quality import MathQuality
 
     q = MathQuality()
     group = [r"12 + 30 = 42, so \boxed{42}", "The answer is 42.", "<answer>41</answer>", "#### 42.0", "", "no idea"]
