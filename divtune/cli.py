@@ -191,6 +191,7 @@ def cmd_repro(args: argparse.Namespace) -> int:
     print(out["table"])
     if out["models"]:
         print("\ntrained models (divtune evaluate lists --model DIR --lists FILE): " + ", ".join(out["models"].values()))
+    print(f"result recorded in {out['result']} (make results renders docs/results.md)")
     return 0
 
 

@@ -40,6 +40,19 @@ def _model_for(cfg: PipelineConfig, method: str, base: Path, rows: list[dict], w
     return merged
 
 
+def _record(kind: str, cfg: PipelineConfig, rows: list[dict[str, Any]], **settings: Any) -> Path:
+    """The repro's table as a dated result file (``docs/results.md`` renders it; see :mod:`divtune.results`)."""
+    from divtune import results
+
+    e, t = cfg.evaluate, cfg.train
+    return results.record(kind, {"rows": rows}, preset=cfg.name,
+                          seeds={"data": cfg.data.seed, "train": t.seed, "evaluate": e.seed},
+                          settings={**settings, "max_steps": t.max_steps, "num_generations": t.num_generations,
+                                    "learning_rate": t.learning_rate, "temperature": e.temperature,
+                                    "max_new_tokens": e.max_new_tokens, "model_source": cfg.model.source,
+                                    "config_fingerprint": cfg.fingerprint()})
+
+
 def _prepare(cfg: PipelineConfig, work_dir: str | None, prefix: str) -> tuple[Path, list[dict], Path]:
     """The shared base model, the synthesized training rows, a work dir; tracking set up."""
     from divtune.data.lists import synthesize_lists
@@ -116,7 +129,8 @@ def uniformity(cfg: PipelineConfig, methods: tuple[str, ...] = ("base", "sft", "
         mlflow.log_text(json.dumps({"rows": table_rows, "results": results}, indent=2, default=str), "uniformity.json")
         chart = plots.answer_distributions_chart(results, work / "answer_distributions.png")
         mlflow.log_artifact(str(chart))
-    return {"table": table, "rows": table_rows, "work_dir": str(work), "models": trained}
+    saved = _record("repro-uniformity", cfg, table_rows, samples=n, methods=list(methods))
+    return {"table": table, "rows": table_rows, "work_dir": str(work), "models": trained, "result": str(saved)}
 
 
 def darling(cfg: PipelineConfig, *, samples: int | None = None, k: int = 4,
@@ -163,4 +177,5 @@ def darling(cfg: PipelineConfig, *, samples: int | None = None, k: int = 4,
         table = "\n".join(lines)
         mlflow.log_text(table, "darling.md")
         mlflow.log_text(json.dumps(table_rows, indent=2), "darling.json")
-    return {"table": table, "rows": table_rows, "work_dir": str(work), "models": trained}
+    saved = _record("repro-darling", cfg, table_rows, samples=n, k=k, partitioner=cfg.train.darling.partitioner)
+    return {"table": table, "rows": table_rows, "work_dir": str(work), "models": trained, "result": str(saved)}
