@@ -30,21 +30,3 @@ def default_tracking_uri() -> str:
 def tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI`` (the standard variable) or the embedded SQLite store."""
     return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
-
-
-def build_atomically(target: Path, build) -> Path:
-    """Run ``build(tmp_dir)`` in a sibling temp dir and move it to ``target``; nothing half-built stays."""
-    import shutil
-    import tempfile
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        build(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target

@@ -55,6 +55,7 @@ def _record(kind: str, cfg: PipelineConfig, rows: list[dict[str, Any]], **settin
 
 def _prepare(cfg: PipelineConfig, work_dir: str | None, prefix: str) -> tuple[Path, list[dict], Path]:
     """The shared base model, the synthesized training rows, a work dir; tracking set up."""
+    from divtune import results  # noqa: F401 - imported at the start: a result names the commit that ran
     from divtune.data.lists import synthesize_lists
     from divtune.registry import tracking
     from divtune.models.resolve import resolve_base_model
@@ -62,8 +63,13 @@ def _prepare(cfg: PipelineConfig, work_dir: str | None, prefix: str) -> tuple[Pa
     base = resolve_base_model(cfg.model)
     rows = [ex.to_row() for ex in synthesize_lists(cfg.data.num_examples, cfg.data.seed, cfg.data.categories,
                                                     cfg.data.min_len, cfg.data.max_len)]
+    from divtune import outputs
+
+    if work_dir:  # a user's directory: divtune's own earlier work, or new; never someone else's files
+        outputs.check_output_dir(work_dir, flag="--work-dir")
     work = Path(work_dir or tempfile.mkdtemp(prefix=prefix))
     work.mkdir(parents=True, exist_ok=True)
+    outputs.mark(work, "repro")
     tracking.setup()
     return base, rows, work
 

@@ -31,6 +31,7 @@ class SuiteRequest:
     suite: str
     model: str | None = None
     endpoint: str | None = None
+    timeout: float = 120.0
     samples: int | None = None
     temperature: float | None = None
     max_new_tokens: int | None = None
@@ -44,6 +45,7 @@ class SuiteRequest:
     prompts: str | None = None
     temperatures: str | None = None
     out_dir: str | None = None
+    force: bool = False
     no_mlflow: bool = False
 
     def with_defaults(self) -> SuiteRequest:
@@ -98,7 +100,7 @@ def run(request: SuiteRequest) -> tuple[dict[str, Any], str]:
         from divtune.evaluate.open_set import evaluate_open_set
 
         prompts = load_prompts_file(r.prompts) if r.prompts else None
-        gen = make_generator(r.model, r.endpoint, batch_size=r.batch_size)
+        gen = make_generator(r.model, r.endpoint, batch_size=r.batch_size, timeout=r.timeout)
         res = evaluate_open_set(gen, prompts, few_shot=r.few_shot, **common)
         line = (f"unique_at_n {res['unique_at_n']:.2f}  invalid_rate {res['invalid_rate']:.4f}  "
                 f"({res['num_categories']} categories x {r.samples} samples)")
@@ -108,7 +110,7 @@ def run(request: SuiteRequest) -> tuple[dict[str, Any], str]:
 
         prompts = load_prompts_file(r.prompts) if r.prompts else None
         embedder = SentenceEmbedder()
-        gen = make_generator(r.model, r.endpoint, batch_size=r.batch_size)
+        gen = make_generator(r.model, r.endpoint, batch_size=r.batch_size, timeout=r.timeout)
         res = evaluate_creative(gen, prompts, embedder=embedder, **common)
         if temps:
             res["coherence_curve"] = creativity_coherence_curve(
@@ -130,7 +132,7 @@ def _lists(r: SuiteRequest) -> tuple[dict[str, Any], str]:
     from divtune.evaluate.lists import evaluate_lists
 
     examples = load_user_lists(r.lists, r.template_id) if r.lists else heldout_examples(r.template_id)
-    gen = make_generator(r.model, r.endpoint, batch_size=r.batch_size)
+    gen = make_generator(r.model, r.endpoint, batch_size=r.batch_size, timeout=r.timeout)
     res = evaluate_lists(gen, examples, samples=r.samples, temperature=r.temperature,
                          max_new_tokens=r.max_new_tokens, seed=r.seed, positional=r.positional,
                          system_prompt=r.system_prompt, few_shot=r.few_shot)
@@ -146,8 +148,15 @@ def _report(r: SuiteRequest, res: dict[str, Any]) -> None:
     from divtune.evaluate import report
 
     with tempfile.TemporaryDirectory(prefix="divtune-figs-") as tmp:
-        files = report.write_report(r.suite, res, r.out_dir or tmp)
-        if r.out_dir:
+        files = report.write_report(r.suite, res, tmp)
+        if r.out_dir:  # built aside, moved into place: a failure leaves the old --out-dir as it was
+            import shutil
+
+            from divtune import outputs
+
+            with outputs.output_dir(r.out_dir, command="evaluate", force=r.force, flag="--out-dir") as d:
+                for f in files:
+                    shutil.copy2(f, d / f.name)
             pngs = sum(1 for f in files if f.suffix == ".png")
             print(f"wrote {r.suite}.json, {r.suite}.md and {pngs} PNG(s) to {r.out_dir}", file=sys.stderr)
         if not r.no_mlflow:

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from divtune import outputs
 from divtune.errors import DivtuneError, one_line
 from divtune.models.checks import check_adapter_dir, check_model_dir
 
@@ -74,6 +75,7 @@ def merge_lora(base_dir: str | os.PathLike, adapter_dir: str | os.PathLike, out_
             "files": sorted(p.name for p in tmp.iterdir()),
         }
         (tmp / "divtune_merge.json").write_text(json.dumps(report, indent=2, sort_keys=True))
+        outputs.mark(tmp, "merge")
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)

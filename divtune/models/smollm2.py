@@ -15,7 +15,7 @@ import os
 import time
 from pathlib import Path
 
-from divtune import paths
+from divtune import outputs, paths
 from divtune.digests import file_digest
 from divtune.errors import DivtuneError
 
@@ -64,4 +64,4 @@ def ensure_smollm2(*, force: bool = False) -> Path:
     target = paths.model_cache() / f"smollm2-135m-instruct-{file_digest(src)}"
     if (target / REPORT).is_file() and not force:
         return target
-    return paths.build_atomically(target, lambda tmp: convert(src, tmp))
+    return outputs.build_atomically(target, lambda tmp: convert(src, tmp), command="smollm2")

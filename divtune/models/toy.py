@@ -46,7 +46,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from divtune import paths
+from divtune import outputs, paths
 
 RECIPE_VERSION = "toy-v5"
 
@@ -414,7 +414,7 @@ def ensure_toy_model(cfg: ToyRecipe = RECIPE, *, force: bool = False) -> Path:
     target = cache_dir(cfg)
     if target.is_dir() and (target / "divtune_toy.json").is_file() and not force:
         return target
-    return paths.build_atomically(target, lambda tmp: build_toy_model(cfg, tmp))
+    return outputs.build_atomically(target, lambda tmp: build_toy_model(cfg, tmp), command="bootstrap-model")
 
 
 def is_cached(cfg: ToyRecipe = RECIPE) -> bool:

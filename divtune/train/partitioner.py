@@ -154,7 +154,7 @@ def train_partitioner(data: str | os.PathLike, output_dir: str | os.PathLike, *,
     from datasets import Dataset
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
-    from divtune import paths
+    from divtune import outputs, paths
     from divtune.rewards.partition import encode_pairs
 
     cfg = config or PartitionerTrainConfig()
@@ -202,7 +202,7 @@ def train_partitioner(data: str | os.PathLike, output_dir: str | os.PathLike, *,
                 "suggested_threshold": metrics["best_threshold"]}
         (tmp / INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True))
 
-    paths.build_atomically(out, build)
+    outputs.build_atomically(out, build, command="train-partitioner")
     if log_to_mlflow if log_to_mlflow is not None else _mlflow_wanted():
         params = {"base": str(base_path), "data": str(data_path), "data_digest": file_digest(data_path),
                   "train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs), "output_dir": str(out), **asdict(cfg)}

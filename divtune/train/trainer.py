@@ -263,13 +263,17 @@ def train(base_model_dir: str | os.PathLike, rows: Sequence[dict[str, Any]], tc:
 
 
 def train_from_config(cfg: Any, data: str | os.PathLike, output: str | os.PathLike, *,
-                      base: str | os.PathLike | None = None,
-                      checkpoints: str | os.PathLike | None = None) -> tuple[TrainResult, Path]:
+                      base: str | os.PathLike | None = None, checkpoints: str | os.PathLike | None = None,
+                      force: bool = False) -> tuple[TrainResult, Path]:
     """``divtune train``: the config's method on a dataset file, from ``base`` or the config's model.
 
     DARLING's required paths are checked first (before the data, the base model, a download); the
-    checkpoints default to ``<output>-checkpoints`` and are resumed when present.  Returns the result and base.
+    checkpoints default to ``<output>-checkpoints`` and are resumed when present.  An existing ``output`` that
+    divtune did not write is refused before anything runs (``force`` replaces it); the adapter is built in a
+    temporary sibling and moved into place at the end.  Returns the result and base.
     """
+    from divtune import outputs
+
     from divtune.data.dataset import training_rows
     from divtune.models.checks import check_model_dir
     from divtune.models.resolve import resolve_base_model
@@ -278,10 +282,15 @@ def train_from_config(cfg: Any, data: str | os.PathLike, output: str | os.PathLi
         from divtune.rewards.darling import check_darling_config
 
         check_darling_config(cfg.train.darling)
+    out = outputs.check_output_dir(output, force=force)
     rows = training_rows(cfg.data.task, data)
     base_dir = check_model_dir(base) if base else resolve_base_model(cfg.model)
-    out = Path(output)
     ckpt = Path(checkpoints) if checkpoints else out.with_name(out.name + "-checkpoints")
-    res = train(base_dir, rows, cfg.train, out, ckpt, trust_remote_code=cfg.model.trust_remote_code,
-                dtype=cfg.model.dtype, system_prompt=cfg.data.system_prompt, few_shot=cfg.data.few_shot)
+    kw = dict(trust_remote_code=cfg.model.trust_remote_code, dtype=cfg.model.dtype,
+              system_prompt=cfg.data.system_prompt, few_shot=cfg.data.few_shot)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun: the ranks share one output path (rank 0 writes it)
+        return train(base_dir, rows, cfg.train, out, ckpt, **kw), base_dir
+    with outputs.output_dir(out, command="train", force=force) as tmp:
+        res = train(base_dir, rows, cfg.train, tmp, ckpt, **kw)
+    res.adapter_dir = out
     return res, base_dir
