@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from divtune.errors import DivtuneError, one_line
+from divtune.files import limit
+from divtune.flags import count, number, text, url
 
 
 # --------------------------------------------------------------------------------------
@@ -24,8 +26,8 @@ from divtune.errors import DivtuneError, one_line
 
 
 def config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default=None, help="a preset from configs/ (default: toy)")
-    p.add_argument("--config", default=None, help="a YAML config file (may name its own preset)")
+    p.add_argument("--preset", default=None, type=text("a preset name"), help="a preset from configs/ (default: toy)")
+    p.add_argument("--config", default=None, type=text("a config file"), help="a YAML config file (may name its own preset)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set train.max_steps=20 (repeatable); see docs/config.md")
 
@@ -43,13 +45,15 @@ def load_args_config(args: argparse.Namespace):
 
 
 def _print_json(data: Any, out: str | None) -> None:
-    text = json.dumps(data, indent=2, sort_keys=True, default=str)
+    """JSON (no NaN: not JSON) to ``out``, written atomically, or to stdout."""
+    from divtune.outputs import write_text
+
+    body = json.dumps(data, indent=2, sort_keys=True, default=str, allow_nan=False)
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text + "\n")
+        write_text(out, body + "\n")
         print(f"wrote {out}", file=sys.stderr)
     else:
-        print(text)
+        print(body)
 
 
 # --------------------------------------------------------------------------------------
@@ -73,17 +77,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_bootstrap_model(args: argparse.Namespace) -> int:
     from divtune.models.toy import ensure_toy_model, is_cached
 
+    from divtune import outputs
+
     load_args_config(args)  # a bad --preset/--config/--set is one line, as everywhere
+    if args.output:
+        outputs.check_output_dir(args.output, force=args.force)  # before the build: nothing replaced in vain
     hit = is_cached() and not args.force
     path = ensure_toy_model(force=args.force)
     if args.output:
         import shutil
 
-        out = Path(args.output)
-        if out.exists():
-            shutil.rmtree(out)
-        shutil.copytree(path, out)
-        path = out
+        with outputs.output_dir(args.output, command="bootstrap-model", force=args.force) as tmp:
+            shutil.copytree(path, tmp, dirs_exist_ok=True)
+        path = Path(args.output)
     print(json.dumps({"path": str(path), "cache_hit": hit, **json.loads((path / "divtune_toy.json").read_text())},
                      indent=2, sort_keys=True))
     return 0
@@ -91,16 +97,22 @@ def cmd_bootstrap_model(args: argparse.Namespace) -> int:
 
 def cmd_synthesize(args: argparse.Namespace) -> int:
     from divtune.data.synthesize import synthesize_file
+    from divtune.outputs import check_output_file
 
-    cats = args.categories.split(",") if args.categories else None
+    check_output_file(args.output)
+    cats = [c.strip() for c in args.categories.split(",")] if args.categories else None
+    if cats is not None and not all(cats):
+        raise DivtuneError(f"--categories {args.categories!r:.80}: an empty category name")
     print(synthesize_file(args.task, args.output, num=args.num, seed=args.seed, categories=cats,
                           min_len=args.min_len, max_len=args.max_len))
     return 0
 
 
 def cmd_train_partitioner(args: argparse.Namespace) -> int:
+    from divtune.outputs import check_output_dir
     from divtune.train.partitioner import PartitionerTrainConfig, train_partitioner
 
+    check_output_dir(args.output, force=args.force)
     cfg = PartitionerTrainConfig(epochs=args.epochs, eval_fraction=args.eval_fraction, learning_rate=args.lr,
                                  batch_size=args.batch_size, max_length=args.max_length, seed=args.seed)
     res = train_partitioner(args.data, args.output, base=args.base, config=cfg)
@@ -118,7 +130,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.method:
         cfg.train.method = args.method
     res, base = train_from_config(cfg.validate(), args.data, args.output, base=args.base,
-                                  checkpoints=args.checkpoints)
+                                  checkpoints=args.checkpoints, force=args.force)
     print(json.dumps({"adapter": str(res.adapter_dir), "global_step": res.global_step,
                       "resumed_from": res.resumed_from, "base": str(base)}, indent=2))
     return 0
@@ -126,12 +138,20 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     from divtune.models.merge import merge_lora
+    from divtune.outputs import check_output_dir
 
+    check_output_dir(args.output, force=args.force)
     print(json.dumps(merge_lora(args.base, args.adapter, args.output), indent=2, sort_keys=True))
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from divtune import outputs
+
+    if args.output:  # before the evaluation: a bad -o must not cost the results
+        outputs.check_output_file(args.output)
+    if args.out_dir:
+        outputs.check_output_dir(args.out_dir, force=args.force, flag="--out-dir")
     if args.suite == "benchmarks":
         return _evaluate_benchmarks(args)
     from divtune.evaluate import standalone
@@ -200,73 +220,91 @@ def cmd_repro(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error contract: one ``divtune: error:`` line naming the command, exit 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        from divtune.errors import short
+
+        where = self.prog.removeprefix("divtune").strip()
+        self.exit(2, f"divtune: error: {where + ': ' if where else ''}{short(message, 300, use_repr=False)}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="divtune", description="Post-train LLMs for output diversity, and gate them.")
+    from divtune.data.templates import TEMPLATES
+    p = Parser(prog="divtune", description="Post-train LLMs for output diversity, and gate them.")
     sub = p.add_subparsers(dest="command", required=True)
 
     sv = sub.add_parser("serve", help="serve a model over the OpenAI API (vLLM on GPU, transformers serve on CPU)")
-    sv.add_argument("--model", required=True, help="model directory or models:/NAME@alias")
+    sv.add_argument("--model", required=True, type=text("a model directory or models:/NAME@alias"), help="model directory or models:/NAME@alias")
     sv.add_argument("--backend", default="auto", choices=["auto", "vllm", "transformers"])
-    sv.add_argument("--host", default="127.0.0.1")
-    sv.add_argument("--port", type=int, default=8000)
-    sv.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the health check")
+    sv.add_argument("--host", default="127.0.0.1", type=text("a host name or address"))
+    sv.add_argument("--port", type=count(min=1, max=65535), default=8000)
+    sv.add_argument("--timeout", type=number(gt=0, max=86400), default=600.0, help="seconds to wait for the health check")
     sv.set_defaults(func=cmd_serve)
 
     b = sub.add_parser("bootstrap-model", help="build the toy base model (content-hash cached)")
     config_args(b)
-    b.add_argument("-o", "--output", default=None, help="also copy it here")
-    b.add_argument("--force", action="store_true", help="rebuild even if cached")
+    b.add_argument("-o", "--output", default=None, type=text("a directory"), help="also copy it here (a new directory, or one divtune wrote)")
+    b.add_argument("--force", action="store_true", help="rebuild even if cached, and replace -o whatever it holds")
     b.set_defaults(func=cmd_bootstrap_model)
 
     s = sub.add_parser("synthesize", help="write a training dataset")
     s.add_argument("task", choices=["lists", "math", "pairs"])
-    s.add_argument("-o", "--output", required=True)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--num", type=int, default=2000)
-    s.add_argument("--categories", default=None, help="comma-separated training categories")
-    s.add_argument("--min-len", type=int, default=4)
-    s.add_argument("--max-len", type=int, default=12)
+    s.add_argument("-o", "--output", required=True, type=text("a file"))
+    s.add_argument("--seed", type=count(min=0, max=2**32 - 1), default=0)
+    s.add_argument("--num", type=count(max=lambda: limit("EXAMPLES")), default=2000, help="records (at most DIVTUNE_MAX_EXAMPLES)")
+    s.add_argument("--categories", default=None, type=text("comma-separated categories"), help="comma-separated training categories")
+    s.add_argument("--min-len", type=count(min=2, max=lambda: limit("ITEMS")), default=4)
+    s.add_argument("--max-len", type=count(min=2, max=lambda: limit("ITEMS")), default=12)
     s.set_defaults(func=cmd_synthesize)
 
     t = sub.add_parser("train", help="post-train a LoRA adapter")
     config_args(t)
     t.add_argument("--method", choices=["gapo", "grpo", "darling", "sft"], default=None)
-    t.add_argument("--data", required=True, help="training JSONL (divtune synthesize)")
-    t.add_argument("--base", default=None, help="base model directory (default: the config's model)")
-    t.add_argument("-o", "--output", required=True, help="adapter output directory")
-    t.add_argument("--checkpoints", default=None, help="checkpoint directory (resumed if present)")
-    t.add_argument("--config-json-env", default=None, help="read the whole config from this environment variable")
+    t.add_argument("--data", required=True, type=text("a dataset file"), help="training JSONL (divtune synthesize)")
+    t.add_argument("--base", default=None, type=text("a model directory"), help="base model directory (default: the config's model)")
+    t.add_argument("-o", "--output", required=True, type=text("a directory"), help="adapter output directory (new, or one divtune wrote)")
+    t.add_argument("--force", action="store_true", help="replace -o even if divtune did not write it")
+    t.add_argument("--checkpoints", default=None, type=text("a directory"), help="checkpoint directory (resumed if present)")
+    t.add_argument("--config-json-env", default=None, type=text("an environment variable name"), help="read the whole config from this environment variable")
     t.set_defaults(func=cmd_train)
 
     tp = sub.add_parser("train-partitioner", help="fine-tune a same/different pair classifier (DARLING partitioner)")
-    tp.add_argument("--data", required=True, help='pairs JSONL: {"text1", "text2", "label": 0|1} (divtune synthesize pairs)')
-    tp.add_argument("-o", "--output", required=True, help="output directory (safetensors + tokenizer)")
-    tp.add_argument("--base", default=None, help="base checkpoint (default: the packaged all-MiniLM-L6-v2)")
-    tp.add_argument("--epochs", type=float, default=3.0)
-    tp.add_argument("--eval-fraction", type=float, default=0.2, help="held-out share for accuracy / F1")
-    tp.add_argument("--lr", type=float, default=1e-4)
-    tp.add_argument("--batch-size", type=int, default=32)
-    tp.add_argument("--max-length", type=int, default=128)
-    tp.add_argument("--seed", type=int, default=0)
+    tp.add_argument("--data", required=True, type=text("a pairs file"), help='pairs JSONL: {"text1", "text2", "label": 0|1} (divtune synthesize pairs)')
+    tp.add_argument("-o", "--output", required=True, type=text("a directory"), help="output directory (safetensors + tokenizer; new, or one divtune wrote)")
+    tp.add_argument("--force", action="store_true", help="replace -o even if divtune did not write it")
+    tp.add_argument("--base", default=None, type=text("a checkpoint directory"), help="base checkpoint (default: the packaged all-MiniLM-L6-v2)")
+    tp.add_argument("--epochs", type=number(gt=0, max=1000), default=3.0)
+    tp.add_argument("--eval-fraction", type=number(gt=0, max=1, max_exclusive=True), default=0.2, help="held-out share for accuracy / F1")
+    tp.add_argument("--lr", type=number(gt=0, max=1), default=1e-4)
+    tp.add_argument("--batch-size", type=count(max=4096), default=32)
+    tp.add_argument("--max-length", type=count(min=8, max=65536), default=128)
+    tp.add_argument("--seed", type=count(min=0, max=2**32 - 1), default=0)
     tp.set_defaults(func=cmd_train_partitioner)
 
     m = sub.add_parser("merge", help="merge a LoRA adapter into its base (safetensors)")
-    m.add_argument("--base", required=True)
-    m.add_argument("--adapter", required=True)
-    m.add_argument("-o", "--output", required=True)
+    m.add_argument("--base", required=True, type=text("a model directory"))
+    m.add_argument("--adapter", required=True, type=text("an adapter directory"))
+    m.add_argument("-o", "--output", required=True, type=text("a directory"), help="merged model directory (new, or one divtune wrote)")
+    m.add_argument("--force", action="store_true", help="replace -o even if divtune did not write it")
     m.set_defaults(func=cmd_merge)
 
     e = sub.add_parser("evaluate", help="diversity evaluation of a model or endpoint")
     e.add_argument("suite", choices=["lists", "open-set", "creative", "benchmarks"])
-    e.add_argument("--model", default=None, help="model directory or models:/NAME@alias")
-    e.add_argument("--endpoint", default=None, help="OpenAI-compatible base URL")
-    e.add_argument("--lists", default=None, help="JSON file: a list of lists of strings")
-    e.add_argument("--samples", type=int, default=None, help=f"per prompt (default: {_defaults('samples')})")
-    e.add_argument("--temperature", type=float, default=None, help=f"default: {_defaults('temperature')}")
-    e.add_argument("--max-new-tokens", type=int, default=None, help=f"default: {_defaults('max_new_tokens')}")
-    e.add_argument("--batch-size", type=int, default=100)
-    e.add_argument("--seed", type=int, default=1234)
-    e.add_argument("--template-id", type=int, default=0)
+    e.add_argument("--model", default=None, type=text("a model directory or models:/NAME@alias"), help="model directory or models:/NAME@alias")
+    e.add_argument("--endpoint", default=None, type=url(), help="OpenAI-compatible base URL")
+    e.add_argument("--timeout", type=number(gt=0, max=3600), default=120.0, help="--endpoint: seconds to wait for one answer")
+    e.add_argument("--lists", default=None, type=text("a lists file"), help="JSON file: a list of lists of strings")
+    e.add_argument("--samples", type=count(max=lambda: limit("SAMPLES")), default=None,
+                   help=f"per prompt (default: {_defaults('samples')}; at most DIVTUNE_MAX_SAMPLES)")
+    e.add_argument("--temperature", type=number(min=0, max=100), default=None,
+                   help=f"0 decodes greedily (default: {_defaults('temperature')})")
+    e.add_argument("--max-new-tokens", type=count(max=lambda: limit("NEW_TOKENS")), default=None,
+                   help=f"default: {_defaults('max_new_tokens')}")
+    e.add_argument("--batch-size", type=count(max=4096), default=100)
+    e.add_argument("--seed", type=count(min=0, max=2**31 - 1), default=1234)
+    e.add_argument("--template-id", type=count(min=0, max=len(TEMPLATES) - 1), default=0)
     e.add_argument("--system-prompt", default=None, help="chat system message (match the model's training)")
     e.add_argument("--few-shot", type=int, default=0, choices=[0, 1, 2, 3], help="worked <answer> examples")
     e.add_argument("--positional", action="store_true", help="also measure positional bias (shuffled lists)")
@@ -274,31 +312,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="open-set/creative: JSON list of prompt strings or of {category, prompt} objects")
     e.add_argument("--temperatures", default=None,
                    help="creative: also the creativity-coherence curve at these temperatures, e.g. 0.5,0.7,1.0,1.3")
-    e.add_argument("--out-dir", default=None, help="open-set/creative: write <suite>.json, <suite>.md and PNGs here")
+    e.add_argument("--out-dir", default=None, type=text("a directory"),
+                   help="open-set/creative: write <suite>.json, <suite>.md and PNGs here (new, or one divtune wrote)")
+    e.add_argument("--force", action="store_true", help="replace --out-dir even if divtune did not write it")
     e.add_argument("--no-mlflow", action="store_true", help="open-set/creative: do not log to MLflow")
     e.add_argument("--data", default=None,
                    help="benchmarks: DIR or s3://bucket/prefix holding gsm8k/test.jsonl (+train.jsonl), "
                         "math/test.jsonl, mmlu_pro/test.jsonl (+validation.jsonl), humaneval/test.jsonl")
     e.add_argument("--tasks", default="gsm8k,math,mmlu_pro,humaneval", help="benchmarks: comma-separated subset")
-    e.add_argument("--runs", type=int, default=5, help="benchmarks: runs with seeds --seed, --seed+1, ... (mean, std)")
+    e.add_argument("--runs", type=count(max=100), default=5, help="benchmarks: runs with seeds --seed, --seed+1, ... (mean, std)")
     e.add_argument("--allow-code-execution", action="store_true",
                    help="benchmarks: run model-written code (humaneval) in a sandboxed, time-limited subprocess")
-    e.add_argument("--limit", type=int, default=None, help="benchmarks: at most N examples per benchmark (smoke runs)")
-    e.add_argument("--num-fewshot", type=int, default=None,
+    e.add_argument("--limit", type=count(max=lambda: limit("EXAMPLES")), default=None, help="benchmarks: at most N examples per benchmark (smoke runs)")
+    e.add_argument("--num-fewshot", type=count(min=0, max=25), default=None,
                    help="benchmarks: few-shot examples for gsm8k and mmlu_pro (default: lm-eval's 5)")
-    e.add_argument("--max-gen-toks", type=int, default=None,
+    e.add_argument("--max-gen-toks", type=count(max=lambda: limit("NEW_TOKENS")), default=None,
                    help="benchmarks: cap on generated tokens per answer (default: each task's own)")
     e.add_argument("--chat-template", action="store_true",
                    help="benchmarks: apply the chat template (endpoints: chat completions instead of completions)")
-    e.add_argument("-o", "--output", default=None)
+    e.add_argument("-o", "--output", default=None, type=text("a file"), help="write the result JSON here")
     e.set_defaults(func=cmd_evaluate)
 
     rp = sub.add_parser("repro", help="reproduce a paper comparison on a preset")
     rp.add_argument("experiment", choices=["uniformity", "darling"])
     config_args(rp)
-    rp.add_argument("--methods", default="base,sft,grpo,gapo")
-    rp.add_argument("--samples", type=int, default=None, help="samples per held-out list (default: the preset's)")
-    rp.add_argument("--work-dir", default=None)
+    rp.add_argument("--methods", default="base,sft,grpo,gapo", type=text("comma-separated methods"))
+    rp.add_argument("--samples", type=count(max=lambda: limit("SAMPLES")), default=None, help="samples per held-out list (default: the preset's)")
+    rp.add_argument("--work-dir", default=None, type=text("a directory"), help="where the trained models go (new, or one divtune wrote)")
     rp.set_defaults(func=cmd_repro)
 
     g = sub.add_parser("registry", help="inspect the model registry")
@@ -306,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     show = gs.add_parser("show", help="versions with aliases, decisions and key metrics")
     rb = gs.add_parser("rollback", help="move champion back to the version it replaced")
     for q, func in ((show, cmd_registry), (rb, cmd_rollback)):
-        q.add_argument("--name", default=None, help="registered model (default: the preset's registry.model_name)")
+        q.add_argument("--name", default=None, type=text("a registered model name"), help="registered model (default: the preset's registry.model_name)")
         config_args(q)
         q.set_defaults(func=func)
     for ep in entry_points(group="divtune.commands"):  # the KFP commands (run, compile, schedule): pipeline side

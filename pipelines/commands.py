@@ -14,29 +14,30 @@ from pathlib import Path
 
 from divtune.cli import config_args, load_args_config
 from divtune.errors import DivtuneError, one_line
+from divtune.flags import count, text, url
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the KFP commands to the ``divtune`` parser's subcommands."""
     r = sub.add_parser("run", help="run the whole retraining pipeline locally (kfp.local)")
     config_args(r)
-    r.add_argument("--run-key", default=None, help="pipeline run key (default: a fresh one)")
-    r.add_argument("--kfp-host", default=None, help="submit to a Kubeflow Pipelines endpoint instead")
+    r.add_argument("--run-key", default=None, type=text("a run key"), help="pipeline run key (default: a fresh one)")
+    r.add_argument("--kfp-host", default=None, type=url("a Kubeflow Pipelines URL"), help="submit to a Kubeflow Pipelines endpoint instead")
     r.add_argument("--cache", action="store_true",
                    help="reuse cached step outputs (KFP caching) when re-running the same --run-key")
     r.set_defaults(func=cmd_run)
 
     sc = sub.add_parser("schedule", help="create a KFP recurring run (scheduled retraining)")
     config_args(sc)
-    sc.add_argument("--cron", required=True, help="6-field cron, seconds first: '0 0 3 * * *' = daily 03:00")
-    sc.add_argument("--kfp-host", required=True, help="Kubeflow Pipelines endpoint URL")
-    sc.add_argument("--name", default=None, help="recurring run name")
-    sc.add_argument("--max-concurrency", type=int, default=1)
+    sc.add_argument("--cron", required=True, type=text("a cron expression"), help="6-field cron, seconds first: '0 0 3 * * *' = daily 03:00")
+    sc.add_argument("--kfp-host", required=True, type=url("a Kubeflow Pipelines URL"), help="Kubeflow Pipelines endpoint URL")
+    sc.add_argument("--name", default=None, type=text("a recurring run name"), help="recurring run name")
+    sc.add_argument("--max-concurrency", type=count(max=100), default=1, help="runs of the schedule at once")
     sc.set_defaults(func=cmd_schedule)
 
     c = sub.add_parser("compile", help="write the KFP pipeline spec YAML")
     config_args(c)
-    c.add_argument("-o", "--output", default="retrain.yaml")
+    c.add_argument("-o", "--output", default="retrain.yaml", type=text("a file"))
     c.set_defaults(func=cmd_compile)
 
 
@@ -100,5 +101,8 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 def cmd_compile(args: argparse.Namespace) -> int:
     from divtune_kfp.pipelines.local import compile_pipeline
 
-    print(f"wrote {compile_pipeline(load_args_config(args), args.output)}")
+    from divtune.outputs import check_output_file
+
+    out = check_output_file(args.output)
+    print(f"wrote {compile_pipeline(load_args_config(args), out)}")
     return 0

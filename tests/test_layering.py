@@ -12,7 +12,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 #: Bottom to top.  A module may import its own group and any group of a lower layer, nothing else.
 LAYERS: list[list[str]] = [
-    ["divtune.errors", "divtune.paths", "divtune.digests"],  # (divtune itself: the package docstring)
+    ["divtune.errors"],
+    ["divtune.paths", "divtune.digests", "divtune.outputs", "divtune.files"],
     ["divtune.config", "divtune.cron", "divtune.storage", "divtune.results"],
     ["divtune.registry"],
     ["divtune.data", "divtune.answers"],
@@ -21,6 +22,7 @@ LAYERS: list[list[str]] = [
     ["divtune.train", "divtune.evaluate"],
     ["divtune.promotion", "divtune.serve"],
     ["divtune.stages", "divtune.repro", "divtune.preflight"],
+    ["divtune.flags"],
     ["divtune.cli"],
     ["divtune_kfp.components"],
     ["divtune_kfp.pipelines"],

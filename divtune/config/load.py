@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import yaml
 
-from divtune.errors import one_line as _one_line
+from divtune import files
 from divtune.errors import short as _short
 from divtune.config.schema import ImagesConfig, PipelineConfig
 from divtune.errors import ConfigError
@@ -38,11 +38,25 @@ def load_images() -> ImagesConfig:
 
 
 def configs_dir() -> Path:
-    """Where presets live: ``$DIVTUNE_CONFIGS`` or the repository's top-level ``configs/``."""
+    """Where presets and ``images.yaml`` live: ``$DIVTUNE_CONFIGS``; else a source checkout's top-level
+    ``configs/``; else the copy installed with the package (``<prefix>/share/divtune/configs``, pyproject's
+    data-files), as in the images."""
     env = os.environ.get("DIVTUNE_CONFIGS")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "configs"  # divtune/config/load.py -> <repo>/configs
+    root = Path(__file__).resolve().parents[2]  # divtune/config/load.py -> <repo> (or site-packages)
+    repo = root / "configs"
+    if (root / "pyproject.toml").is_file() and repo.is_dir():
+        return repo
+    import sys
+    import sysconfig
+
+    prefixes = [sysconfig.get_path("data"), sys.prefix, sysconfig.get_path("data", f"{os.name}_user")]
+    for prefix in dict.fromkeys(prefixes):
+        installed = Path(prefix) / "share" / "divtune" / "configs"
+        if installed.is_dir():
+            return installed
+    return repo
 
 
 def list_presets() -> list[str]:
@@ -79,10 +93,7 @@ def load_config(
 
 def config_from_yaml_text(text: str) -> PipelineConfig:
     """Parse a config serialised with :meth:`PipelineConfig.to_yaml` (what components receive)."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config is not valid YAML: {_one_line(exc)}") from None
+    data = files.load_yaml(text, where="config", error=ConfigError)
     if not isinstance(data, dict):
         raise ConfigError("config must be a YAML mapping")
     return from_dict(PipelineConfig, data, where="config").validate()
@@ -131,14 +142,8 @@ def _read_yaml(p: Path) -> dict[str, Any]:
         raise ConfigError(f"config file not found: {p}")
     if not p.is_file():
         raise ConfigError(f"config path is not a file: {p}")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {p} is not valid YAML: {_one_line(exc)}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"config file {p} is not UTF-8 text") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {p}: {exc.strerror or _one_line(exc)}") from None
+    text = files.read_text(p, noun="config", max_mb=files.limit("INPUT_MB"), error=ConfigError)
+    data = files.load_yaml(text, where=f"config file {p}", error=ConfigError)
     if data is None:
         raise ConfigError(f"config file {p} is empty")
     if not isinstance(data, dict):
@@ -165,8 +170,9 @@ def _apply_override(data: dict[str, Any], item: str) -> None:
         raise ConfigError(f"override {_short(item)} has an empty key part")
     try:
         value = yaml.safe_load(raw)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         value = raw
+    files.check_structure(value, where=f"override {_short(key)}", error=ConfigError)
     node = data
     for p in parts[:-1]:
         node = node.setdefault(p, {})

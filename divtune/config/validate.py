@@ -21,7 +21,7 @@ from divtune.errors import short as _short
 from divtune.config.schema import PipelineConfig
 from divtune.errors import ConfigError
 
-__all__ = ["RULES", "SUITES", "bounds_text", "validate_config", "validate_section"]
+__all__ = ["RULES", "SUITES", "bounds_text", "check_number", "validate_config", "validate_section"]
 
 SUITES = ("lists", "open_set", "creative", "benchmarks")
 """The evaluation suites ``evaluate.suites`` may name."""
@@ -83,7 +83,7 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _check_number(value: Any, meta: Mapping[str, Any], label: str, *, integer: bool) -> None:
+def check_number(value: Any, meta: Mapping[str, Any], label: str, *, integer: bool) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{label} must be a number, got {_short(value)}")
     if isinstance(value, float) and not math.isfinite(value):
@@ -101,10 +101,10 @@ def _check_field(value: Any, meta: Mapping[str, Any], label: str, *, integer: bo
             if dataclasses.is_dataclass(item):
                 validate_section(item, f"{label}[{i}]")
             elif bounded or isinstance(item, float):
-                _check_number(item, meta, f"{label}[{i}]", integer=integer)
+                check_number(item, meta, f"{label}[{i}]", integer=integer)
         return
     if bounded or isinstance(value, float):
-        _check_number(value, meta, label, integer=integer)
+        check_number(value, meta, label, integer=integer)
     if meta.get("nonempty") and isinstance(value, str) and not value.strip():
         raise ConfigError(f"{label} must not be empty")
 

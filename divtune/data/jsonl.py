@@ -36,16 +36,12 @@ def write_lines(records: Iterable[Mapping[str, Any]], path: str | os.PathLike, *
 
 
 def read_text(path: str | os.PathLike, *, noun: str = "dataset") -> str:
-    """A UTF-8 file's text; missing, not a file or not UTF-8 is a one-line DataError naming it."""
-    p = Path(path)
-    if not p.exists():
-        raise DataError(f"{noun} file not found: {p}")
-    if not p.is_file():
-        raise DataError(f"{noun} path is not a file: {p}")
-    try:
-        return p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise DataError(f"{noun} file {p} is not UTF-8 text") from None
+    """A UTF-8 file's text within its size limit (datasets: DIVTUNE_MAX_DATASET_MB, other inputs:
+    DIVTUNE_MAX_INPUT_MB); missing, oversized, not a file or not UTF-8 is a one-line DataError naming it."""
+    from divtune import files
+
+    cap = files.limit("DATASET_MB" if noun == "dataset" else "INPUT_MB")
+    return files.read_text(path, noun=noun, max_mb=cap, error=DataError)
 
 
 def read_lines(path: str | os.PathLike, *, noun: str = "dataset") -> list[tuple[int, str]]:

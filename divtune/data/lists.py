@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +19,13 @@ from typing import Any
 from divtune.data.banks import HELDOUT_LISTS, NUMBER_RANGE, TRAIN_CATEGORIES
 from divtune.data.jsonl import read_lines, write_lines
 from divtune.data.templates import TEMPLATES, render_prompt
-from divtune.errors import DataError
+from divtune.errors import DataError, short
 
 _FIELDS = {"id": str, "category": str, "template_id": int, "items": list, "prompt": str}
+
+
+#: An item holding an answer tag can never be matched: the extractor reads up to the first ``</answer>``.
+ANSWER_TAG_RE = re.compile(r"</?answer>", re.IGNORECASE)
 
 
 def validate_items(items: Any, *, where: str) -> tuple[str, ...]:
@@ -31,17 +36,23 @@ def validate_items(items: Any, *, where: str) -> tuple[str, ...]:
         raise DataError(f"{where}: the list of items is empty")
     if len(items) < 2:
         raise DataError(f"{where}: a list needs at least 2 items, got {len(items)}")
+    from divtune.files import limit
+
+    if len(items) > limit("ITEMS"):
+        raise DataError(f"{where}: {len(items)} items, over the limit of {limit('ITEMS')} (DIVTUNE_MAX_ITEMS)")
     seen: dict[str, str] = {}
     out = []
     for i, item in enumerate(items):
         if not isinstance(item, str):
-            raise DataError(f"{where}: item {i} is not a string ({item!r})")
+            raise DataError(f"{where}: item {i} is not a string ({short(item, 40)})")
         clean = " ".join(item.split())
         if not clean:
             raise DataError(f"{where}: item {i} is empty")
         key = clean.casefold()
         if key in seen:
-            raise DataError(f"{where}: duplicate item {clean!r}")
+            raise DataError(f"{where}: duplicate item {short(clean, 60)}")
+        if ANSWER_TAG_RE.search(clean):
+            raise DataError(f"{where}: item {short(clean, 60)} contains an answer tag; it could never be matched")
         seen[key] = clean
         out.append(clean)
     return tuple(out)
@@ -147,17 +158,16 @@ def examples_from_lists(lists: dict[str, list[str]], *, template_id: int = 0, pr
 
 def load_user_lists(path: str | os.PathLike, template_id: int = 0) -> list[ListExample]:
     """A JSON file holding a non-empty list of lists of strings."""
+    from divtune import files
+    from divtune.data.jsonl import read_text
+
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"lists file not found: {p}")
-    try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(f"lists file {p} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
-    except UnicodeDecodeError:
-        raise DataError(f"lists file {p} is not UTF-8 text") from None
+    data = files.load_json(read_text(p, noun="lists"), where=f"lists file {p}", error=DataError)
     if not isinstance(data, list) or not data:
         raise DataError(f"lists file {p} must hold a non-empty JSON list of lists of strings")
+    if len(data) > files.limit("LISTS"):
+        raise DataError(f"lists file {p} holds {len(data)} lists, over the limit of {files.limit('LISTS')} "
+                        "(DIVTUNE_MAX_LISTS)")
     return examples_from_lists({f"{i:03d}": lst for i, lst in enumerate(data)}, template_id=template_id)
 
 

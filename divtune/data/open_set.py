@@ -72,11 +72,13 @@ def load_prompts_file(path: str | os.PathLike) -> list[OpenSetPrompt]:
     """
     from divtune.data.jsonl import read_text
 
+    from divtune import files
+
     p = Path(path)
-    try:
-        data = json.loads(read_text(p, noun="prompts"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"prompts file {p} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    data = files.load_json(read_text(p, noun="prompts"), where=f"prompts file {p}", error=DataError)
+    if isinstance(data, list) and len(data) > files.limit("PROMPTS"):
+        raise DataError(f"prompts file {p} holds {len(data)} prompts, over the limit of {files.limit('PROMPTS')} "
+                        "(DIVTUNE_MAX_PROMPTS)")
     return prompts_from_json(data, where=f"prompts file {p}")
 
 

@@ -152,14 +152,11 @@ def policy_from_dict(data: Any, source: str = "policy") -> Policy:
 
 
 def load_policy(path: str | os.PathLike) -> Policy:
+    from divtune import files
+
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"policy file not found: {p}")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"policy file {p} is not valid YAML: {one_line(exc, 200)}") from None
-    return policy_from_dict(data, source=str(p))
+    text = files.read_text(p, noun="policy", max_mb=files.limit("INPUT_MB"), error=ConfigError)
+    return policy_from_dict(files.load_yaml(text, where=f"policy file {p}", error=ConfigError), source=str(p))
 
 
 def default_policy(max_invalid_rate: float, min_jsd_improvement: float) -> Policy:
