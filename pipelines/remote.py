@@ -8,6 +8,7 @@ on the cluster is exactly what ``divtune compile`` writes.  Authentication follo
 from __future__ import annotations
 
 import tempfile
+import threading
 from pathlib import Path
 
 from divtune.config import PipelineConfig
@@ -17,6 +18,9 @@ from divtune_kfp.pipelines.local import compile_pipeline
 from divtune_kfp.pipelines.retrain import PIPELINE_NAME
 
 
+CONNECT_TIMEOUT_S = 30.0
+
+
 def _client(host: str):
     import warnings
 
@@ -24,12 +28,24 @@ def _client(host: str):
 
     # kfp.Client warns on every construction that it needs KFP >= 2.0.0-beta.2 (what the manifests deploy)
     warnings.filterwarnings("ignore", message="This client only works with Kubeflow Pipeline", category=FutureWarning)
-    try:
-        client = kfp.Client(host=host)
-        client.get_kfp_healthz()
-    except Exception as exc:  # noqa: BLE001 - connection/auth failures become one line
-        raise DivtuneError(f"cannot reach Kubeflow Pipelines at {host}: {one_line(exc, 200)}") from None
-    return client
+    box: dict = {}
+
+    def connect() -> None:
+        try:
+            client = kfp.Client(host=host)
+            client.get_kfp_healthz()
+            box["client"] = client
+        except Exception as exc:  # noqa: BLE001 - connection/auth failures become one line
+            box["error"] = exc
+
+    worker = threading.Thread(target=connect, daemon=True)  # a host that never answers must not hang the CLI
+    worker.start()
+    worker.join(CONNECT_TIMEOUT_S)
+    if worker.is_alive():
+        raise DivtuneError(f"Kubeflow Pipelines at {host} did not answer within {CONNECT_TIMEOUT_S:g} s")
+    if "error" in box:
+        raise DivtuneError(f"cannot reach Kubeflow Pipelines at {host}: {one_line(box['error'], 200)}") from None
+    return box["client"]
 
 
 def submit(cfg: PipelineConfig, host: str, run_key: str | None = None, *, enable_caching: bool = True) -> str:

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from divtune.errors import DivtuneError
+from divtune.errors import DivtuneError, one_line
 
 Messages = list[dict[str, str]]
 Prompt = Messages | str
@@ -81,10 +81,28 @@ class HFGenerator:
     def render(self, prompt: Prompt) -> str:
         return self.tokenizer.apply_chat_template(as_messages(prompt), tokenize=False, add_generation_prompt=True)
 
+    def context_length(self) -> int | None:
+        """The model's positions (``max_position_embeddings`` or ``n_positions``), if it says."""
+        c = self.model.config
+        n = getattr(c, "max_position_embeddings", None) or getattr(c, "n_positions", None)
+        return int(n) if isinstance(n, int) and n > 0 else None
+
+    def _check_lengths(self, texts: Sequence[str], params: SamplingParams) -> None:
+        """Every prompt plus ``max_new_tokens`` fits the model's context, before any sampling starts."""
+        ctx = self.context_length()
+        if ctx is None:
+            return
+        for i, text in enumerate(texts):
+            n = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            if n + params.max_new_tokens > ctx:
+                raise DivtuneError(f"prompt {i + 1} is {n} tokens; with max_new_tokens {params.max_new_tokens} it "
+                                   f"exceeds the model's context of {ctx} positions ({self.model_dir})")
+
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[str]]:
         import torch
 
         texts = [self.render(p) for p in prompts]
+        self._check_lengths(texts, params)
         rows = [(i, t) for i, t in enumerate(texts) for _ in range(params.n)]
         out: list[list[str]] = [[] for _ in texts]
         torch.manual_seed(params.seed)
@@ -115,7 +133,7 @@ class OpenAIGenerator:
     name = "openai"
 
     def __init__(self, endpoint: str, *, model: str | None = None, api_key: str | None = None,
-                 concurrency: int = 8, timeout: float = 300.0, max_retries: int = 3) -> None:
+                 concurrency: int = 8, timeout: float = 120.0, max_retries: int = 3) -> None:
         self.base = endpoint.rstrip("/")
         if not self.base.endswith("/v1"):
             self.base += "/v1"
@@ -135,25 +153,44 @@ class OpenAIGenerator:
         return h
 
     def _request(self, method: str, path: str, payload: dict | None = None) -> dict:
+        """One API call: connection failures and 5xx answers are retried (a line on stderr each time); a server
+        that accepts the connection but does not answer within ``timeout`` seconds, a 4xx answer or a body that
+        is not JSON is one line at once, naming the endpoint."""
+        import sys
         import time
 
         import requests
 
-        last: Exception | None = None
+        url = self.base + path
+        last = ""
         for attempt in range(self.max_retries):
-            try:
-                r = requests.request(method, self.base + path, json=payload, headers=self._headers(), timeout=self.timeout)
-            except requests.RequestException as exc:
-                last = exc
+            if attempt:
+                print(f"divtune: retrying endpoint {url} ({last}); {self.max_retries - attempt} tries left",
+                      file=sys.stderr, flush=True)
                 time.sleep(min(2**attempt, 8))
+            try:
+                r = requests.request(method, url, json=payload, headers=self._headers(),
+                                     timeout=(min(10.0, self.timeout), self.timeout))
+            except requests.ReadTimeout:
+                raise DivtuneError(f"endpoint {url} accepted the connection but did not answer within "
+                                   f"{self.timeout:g} s (--timeout)") from None
+            except requests.RequestException as exc:
+                last = one_line(exc, 160)
                 continue
             if r.status_code >= 500:
-                last = DivtuneError(f"endpoint {self.base}{path} answered HTTP {r.status_code}")
-                time.sleep(min(2**attempt, 8))
+                last = f"HTTP {r.status_code}"
                 continue
             if r.status_code >= 400:
-                raise DivtuneError(f"endpoint {self.base}{path} answered HTTP {r.status_code}: {r.text[:200]}")
-            return r.json()
+                raise DivtuneError(f"endpoint {url} answered HTTP {r.status_code}: {one_line(r.text, 200)}")
+            try:
+                body = r.json()
+            except ValueError:
+                kind = r.headers.get("content-type", "unknown content type")
+                raise DivtuneError(f"endpoint {url} answered {kind}, not JSON: is it an OpenAI-compatible API? "
+                                   f"({one_line(r.text, 80)})") from None
+            if not isinstance(body, dict):
+                raise DivtuneError(f"endpoint {url} answered JSON that is not an object")
+            return body
         raise DivtuneError(f"endpoint {self.base} is unreachable after {self.max_retries} tries: {last}")
 
     def _first_model(self) -> str:
@@ -161,6 +198,15 @@ class OpenAIGenerator:
         if not data:
             raise DivtuneError(f"endpoint {self.base} serves no model")
         return data[0]["id"]
+
+    def _texts(self, choices: Any) -> list[str]:
+        """The completions' texts, in index order; a malformed answer is one line naming the endpoint."""
+        try:
+            ordered = sorted(choices, key=lambda c: c.get("index", 0))
+            return [str(c["message"]["content"] or "") for c in ordered]
+        except (AttributeError, KeyError, TypeError):
+            raise DivtuneError(f"endpoint {self.base}/chat/completions answered choices without message.content "
+                               "(not an OpenAI-compatible chat API?)") from None
 
     def _one(self, prompt: Prompt, params: SamplingParams, seed: int) -> list[str]:
         payload: dict[str, Any] = {
@@ -175,7 +221,7 @@ class OpenAIGenerator:
         if params.top_k:
             payload["top_k"] = params.top_k
         choices = self._request("POST", "/chat/completions", payload).get("choices", [])
-        texts = [c["message"]["content"] or "" for c in sorted(choices, key=lambda c: c.get("index", 0))]
+        texts = self._texts(choices)
         # Servers that ignore ``n`` return one choice: ask again until we have n.
         while len(texts) < params.n:
             payload["n"] = params.n - len(texts)
@@ -183,7 +229,7 @@ class OpenAIGenerator:
             more = self._request("POST", "/chat/completions", payload).get("choices", [])
             if not more:
                 raise DivtuneError(f"endpoint {self.base} returned no choices")
-            texts += [c["message"]["content"] or "" for c in more]
+            texts += self._texts(more)
         return texts[: params.n]
 
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[str]]:
@@ -227,12 +273,12 @@ class VLLMGenerator:
 
 
 def make_generator(model: str | None = None, endpoint: str | None = None, *, backend: str = "auto",
-                   batch_size: int = 64, trust_remote_code: bool = False) -> Generator:
+                   batch_size: int = 64, trust_remote_code: bool = False, timeout: float = 120.0) -> Generator:
     """Pick a backend: an endpoint URL, else a local model directory or ``models:/NAME@alias`` URI."""
     if (model is None) == (endpoint is None):
         raise DivtuneError("give exactly one of --model and --endpoint")
     if endpoint is not None:
-        return OpenAIGenerator(endpoint)
+        return OpenAIGenerator(endpoint, timeout=timeout)
     assert model is not None
     from divtune.models.resolve import resolve_model
 

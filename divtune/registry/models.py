@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from divtune.errors import DivtuneError, one_line
+from divtune.errors import DivtuneError, one_line, short
 from divtune.registry import tracking
 
 CHAMPION = "champion"
@@ -118,8 +118,10 @@ def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
         return name, alias, None
     if "/" in rest:
         name, version = rest.rsplit("/", 1)
-        if not name or not version.isdigit():
-            raise DivtuneError(f"malformed registry URI: {uri}")
+        if not name or not (version.isascii() and version.isdigit()):
+            raise DivtuneError(f"malformed registry URI: {short(uri, 120, use_repr=False)}")
+        if not 1 <= int(version) < 2**31:  # the registry's version numbers are positive 32-bit integers
+            raise DivtuneError(f"registry URI {short(uri, 120, use_repr=False)}: version {int(version)} is out of range")
         return name, None, version
     raise DivtuneError(f"registry URI needs @alias or /version: {uri}")
 

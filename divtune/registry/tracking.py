@@ -31,13 +31,29 @@ class TrackingError(DivtuneError):
 
 
 def tracking_failure(exc: BaseException) -> TrackingError | None:
-    """A failure of MLflow's client or its HTTP stack as a one-line error naming the tracking store; None otherwise."""
-    if not type(exc).__module__.startswith(("mlflow", "requests", "urllib3")):
+    """An MLflow failure that reached the CLI, as a one-line error naming the tracking store; None for anything
+    else (a bug keeps its traceback).
+
+    Classified by what failed: the tracking server did not answer (a connection error, a timeout, MLflow's
+    "API request ... failed" after its retries), or MLflow refused the request (its own message, which names
+    the problem).  Errors of other services (an evaluation endpoint, S3, KFP) are classified where they arise.
+    """
+    try:
+        import requests
+        from mlflow.exceptions import MlflowException
+    except ImportError:  # pragma: no cover - both are dependencies
         return None
-    return TrackingError(f"MLflow at {paths.tracking_uri()} failed: {one_line(exc)}")
+    uri = paths.tracking_uri()
+    if isinstance(exc, (requests.ConnectionError, requests.Timeout)) or (
+            isinstance(exc, MlflowException) and "API request to" in str(exc)):
+        return TrackingError(f"MLflow at {uri} failed: {one_line(exc)}")
+    if isinstance(exc, MlflowException):
+        return TrackingError(f"MLflow (tracking store {uri}) refused the request: {one_line(exc)}")
+    return None
 
 _EXPORTED_REGISTRY = "_DIVTUNE_EXPORTED_REGISTRY_URI"
-HTTP_RETRY_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+HTTP_RETRY_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                       "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}  # per request: a server that never answers is bounded
 
 
 def setup() -> str:
