@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -231,9 +232,42 @@ def _model_source(cfg: PipelineConfig) -> None:
         _need(bool(m.hub_id), "model.hub_id is required when model.source is 'hub'")
 
 
+_DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")  # a Kubernetes object name (RFC 1123 subdomain)
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")  # what Kubernetes accepts as an env var name
+
+
+def _registry_names(cfg: PipelineConfig) -> None:
+    """`registry.model_name` is a name MLflow's registry accepts: no `/` or `:`, not a path (`.`/`..` parts),
+    at most 256 characters."""
+    name = cfg.registry.model_name
+    _need(not any(c in name for c in "/:"), f"registry.model_name {_short(name)}: MLflow forbids '/' and ':' in names")
+    _need(name.strip(".") != "" and ".." not in name and len(name) <= 256,
+          f"registry.model_name {_short(name)}: not a valid MLflow registered-model name")
+    _need(len(cfg.registry.experiment) <= 500, "registry.experiment is longer than MLflow's 500 characters")
+
+
+def _kubernetes_names(cfg: PipelineConfig) -> None:
+    """Names the cluster section hands Kubernetes are valid there: the cache PVC, Secrets and image pull
+    Secrets (RFC 1123, at most 253 characters), node-selector and toleration keys (label keys), env names."""
+    c = cfg.cluster
+    names = [("cluster.cache_pvc", c.cache_pvc)] if c.cache_pvc else []
+    names += [(f"cluster.secrets[{i}].name", s.name) for i, s in enumerate(c.secrets)]
+    names += [(f"cluster.image_pull_secrets[{i}]", n) for i, n in enumerate(c.image_pull_secrets)]
+    for key, name in names:
+        _need(len(name) <= 253 and bool(_DNS1123.match(name)),
+              f"{key} {_short(name)} is not a Kubernetes name (lower-case letters, digits, '-' and '.')")
+    for key in list(c.node_selector) + [t.key for t in c.tolerations]:
+        _need(len(key) <= 316 and bool(_LABEL_KEY.match(key)), f"cluster: {_short(key)} is not a Kubernetes label key")
+    envs = list(c.env) + [e for s in c.secrets for e in s.keys.values()]
+    for name in envs:
+        _need(bool(_ENV_NAME.match(name)), f"cluster: {_short(name)} is not a valid environment variable name")
+
+
 RULES: tuple[Callable[[PipelineConfig], None], ...] = (
     _name_is_plain, _list_lengths, _group_size, _lora_layers, _partition_correct_only, _darling_quality_task,
     _suites, _benchmarks_data, _humaneval, _trainjob, _secrets, _models_uri, _model_source,
+    _registry_names, _kubernetes_names,
 )
 """The cross-field rules, applied in this order after the per-field bounds."""
 

@@ -49,6 +49,23 @@ def as_messages(prompt: Prompt) -> Messages:
     return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
 
 
+def plan(num_prompts: int, params: SamplingParams, backend: str) -> int:
+    """The completions a generate call will make: bounded (DIVTUNE_MAX_TOTAL_SAMPLES), and announced when large."""
+    import sys
+
+    from divtune.files import limit
+
+    total = num_prompts * params.n
+    cap = limit("TOTAL_SAMPLES")
+    if total > cap:
+        raise DivtuneError(f"{num_prompts} prompts x {params.n} samples = {total:,} completions, over the limit of "
+                           f"{cap:,} (DIVTUNE_MAX_TOTAL_SAMPLES)")
+    if total >= 20_000:
+        print(f"divtune: sampling {num_prompts} prompts x {params.n} = {total:,} completions ({backend}, up to "
+              f"{params.max_new_tokens} new tokens each)", file=sys.stderr, flush=True)
+    return total
+
+
 def _progress(total: int, desc: str):
     from tqdm.auto import tqdm
 
@@ -101,6 +118,7 @@ class HFGenerator:
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[str]]:
         import torch
 
+        plan(len(prompts), params, self.name)
         texts = [self.render(p) for p in prompts]
         self._check_lengths(texts, params)
         rows = [(i, t) for i, t in enumerate(texts) for _ in range(params.n)]
@@ -235,6 +253,7 @@ class OpenAIGenerator:
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[str]]:
         from concurrent.futures import ThreadPoolExecutor
 
+        plan(len(prompts), params, self.name)
         out: list[list[str]] = [[] for _ in prompts]
         with _progress(len(prompts) * params.n, f"sampling ({self.name})") as bar, \
                 ThreadPoolExecutor(self.concurrency) as pool:

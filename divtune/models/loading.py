@@ -21,6 +21,7 @@ def load_model_and_tokenizer(path: str | os.PathLike, *, dtype: str = "auto", de
                              trust_remote_code: bool = False) -> tuple[Any, Any]:
     p = check_model_dir(path)  # before the heavy imports: a bad path is a one-line error in a second
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -36,7 +37,7 @@ def load_model_and_tokenizer(path: str | os.PathLike, *, dtype: str = "auto", de
             p, dtype=torch_dtype, use_safetensors=True, trust_remote_code=trust_remote_code
         )
         tokenizer = AutoTokenizer.from_pretrained(p, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as exc:  # corrupt or mismatched files
         raise DivtuneError(f"cannot load model from {p}: {one_line(exc)}") from None
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
