@@ -199,23 +199,6 @@ def _metric(key: str, value: float):
     return Metric(key, float(value), int(time.time() * 1000), 0)
 
 
-def _read_eval(path: str) -> dict[str, float]:
-    p = Path(path)
-    if not p.is_file():
-        raise DivtuneError(f"evaluation file not found: {p} (the candidate has no evaluation)")
-    try:
-        data = json.loads(p.read_text())
-        return {k: float(v) for k, v in data["metrics"].items()}
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-        raise DivtuneError(f"evaluation file {p} is malformed") from None
-
-
-METRIC_TAG = "divtune.metric."
-
-
-EVAL_FP_TAG = "divtune.eval_fingerprint"
-
-
 def _log_suite_reports(results: dict[str, Any]) -> None:
     """Each open-set / creative suite's markdown summary, JSON and plots as artifacts of the active (stage) run."""
     import tempfile
