@@ -147,22 +147,21 @@ def _fetch_s3(uri: str, rels: list[str], dst: Path) -> Path:
 
 def read_jsonl(path: Path, required: Sequence[str], shown: str) -> list[dict[str, Any]]:
     """Rows of a JSONL file, each an object with the ``required`` keys; errors name the file and line."""
+    from divtune.data.jsonl import read_lines
+
     rows: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{shown} line {n}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{shown} line {n}: expected a JSON object, got {type(row).__name__}")
-            lacking = [k for k in required if k not in row]
-            if lacking:
-                raise DataError(f"{shown} line {n}: missing field(s) {', '.join(lacking)}")
-            row["_line"] = n
-            rows.append(row)
+    for n, line in read_lines(path, noun="benchmark data"):  # size-bounded, UTF-8, one line per error
+        try:
+            row = json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise DataError(f"{shown} line {n}: not valid JSON ({getattr(exc, 'msg', 'nested too deep')})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{shown} line {n}: expected a JSON object, got {type(row).__name__}")
+        lacking = [k for k in required if k not in row]
+        if lacking:
+            raise DataError(f"{shown} line {n}: missing field(s) {', '.join(lacking)}")
+        row["_line"] = n
+        rows.append(row)
     if not rows:
         raise DataError(f"{shown}: no rows")
     return rows
