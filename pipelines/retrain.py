@@ -34,7 +34,7 @@ def make_pipeline(cluster: ClusterConfig | None = None):
         run.set_caching_options(False)  # one MLflow parent run per pipeline run
         key = run.output
 
-        base = apply(prepare_base(config_yaml=config_yaml, run_key=key), cluster, "cpu")
+        base = apply(prepare_base(config_yaml=config_yaml, run_key=key), cluster, "heavy")
         data = apply(synthesize_data(config_yaml=config_yaml, run_key=key), cluster, "cpu")
 
         if cluster is not None and cluster.uses_trainjob:  # multi-GPU / multi-node: this step (no GPU) runs a Kubeflow Trainer TrainJob
@@ -56,7 +56,7 @@ def make_pipeline(cluster: ClusterConfig | None = None):
         cand_eval.set_display_name("evaluate-candidate")
 
         gate = apply(promote(config_yaml=config_yaml, run_key=key, candidate_eval=cand_eval.outputs["metrics"],
-                             base_eval=base_eval.outputs["metrics"]), cluster, "cpu")
+                             base_eval=base_eval.outputs["metrics"]), cluster, "promote")
         gate.set_caching_options(False)  # the registry's state decides; never replay an old decision
         return gate.outputs["Output"]
 

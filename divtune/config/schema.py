@@ -440,8 +440,9 @@ class SecretEnvConfig:
         metadata={"help": "Secret key -> environment variable name (at least one)."},
     )
     optional: bool = field(
-        default=True,
-        metadata={"help": "Steps still start when the Secret or a key is missing."},
+        default=False,
+        metadata={"help": "Steps still start when the Secret or a key is missing (false: a missing Secret stops the "
+                          "step at start, before any work, instead of failing after training)."},
     )
 
 
@@ -465,15 +466,62 @@ class ClusterConfig:
         default=0,
         metadata={"help": "GPUs of the LoRA merge step.", "min": 0},
     )
-    cpu_request: str | None = field(
-        default=None,
-        metadata={"help": "CPU request of the train, evaluate and merge steps (a Kubernetes quantity, e.g. `4`); "
-                          "null: none.", "nonempty": True},
+    cpu_request: str = field(
+        default="2",
+        metadata={"help": "CPU request of the heavy steps (prepare-base, train, merge, evaluate, promote; a "
+                          "Kubernetes quantity, e.g. `4`).", "nonempty": True},
     )
-    memory_request: str | None = field(
-        default=None,
-        metadata={"help": "Memory request of the train, evaluate and merge steps (e.g. `32Gi`); null: none.",
+    cpu_limit: str = field(
+        default="8",
+        metadata={"help": "CPU limit of the heavy steps.", "nonempty": True},
+    )
+    memory_request: str = field(
+        default="16Gi",
+        metadata={"help": "Memory request of the heavy steps (e.g. `32Gi`; a merge holds the whole model in memory).",
                   "nonempty": True},
+    )
+    memory_limit: str = field(
+        default="32Gi",
+        metadata={"help": "Memory limit of the heavy steps.", "nonempty": True},
+    )
+    light_cpu_request: str = field(
+        default="500m",
+        metadata={"help": "CPU request of the light steps (open-run, synthesize-data, close-run).", "nonempty": True},
+    )
+    light_cpu_limit: str = field(
+        default="2",
+        metadata={"help": "CPU limit of the light steps.", "nonempty": True},
+    )
+    light_memory_request: str = field(
+        default="1Gi",
+        metadata={"help": "Memory request of the light steps.", "nonempty": True},
+    )
+    light_memory_limit: str = field(
+        default="4Gi",
+        metadata={"help": "Memory limit of the light steps.", "nonempty": True},
+    )
+    gpu_retries: int = field(
+        default=2,
+        metadata={"help": "Retries of the GPU steps (train, evaluate) after a pod failure, e.g. a preempted node; a "
+                          "retried train resumes from its checkpoint on the cache volume.", "min": 0, "max": 10},
+    )
+    retry_backoff_s: int = field(
+        default=120,
+        metadata={"help": "Seconds before the first retry (doubling after).", "min": 1},
+    )
+    step_timeout_s: int = field(
+        default=172800,
+        metadata={"help": "Seconds any one step may run before Kubernetes stops it.", "min": 60},
+    )
+    service_account: str | None = field(
+        default="divtune-pipeline",
+        metadata={"help": "Kubernetes ServiceAccount the runs use (manifests/pipeline-rbac.yaml creates it); null: "
+                          "the namespace's default.", "nonempty": True},
+    )
+    namespace: str | None = field(
+        default=None,
+        metadata={"help": "Kubeflow profile namespace runs are created in (multi-user Kubeflow); null: the "
+                          "client's default. The token comes from `KF_PIPELINES_TOKEN` when set.", "nonempty": True},
     )
     tolerations: list[TolerationConfig] = field(
         default_factory=list,
