@@ -47,8 +47,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_args_config(args)
     check_run(cfg)
     if args.kfp_host:
+        from divtune.preflight import check_cluster
         from divtune_kfp.pipelines.remote import submit
 
+        check_cluster(cfg, submitting=True)
         print(submit(cfg, args.kfp_host, run_key=args.run_key))
         return 0
     key = _run_locally(cfg, args.run_key, args.cache)
@@ -87,12 +89,13 @@ def _summary(cfg, key: str) -> str:
 
 def cmd_schedule(args: argparse.Namespace) -> int:
     from divtune.cron import validate_cron
-    from divtune.preflight import check_run
+    from divtune.preflight import check_cluster, check_run
     from divtune_kfp.pipelines.remote import schedule
 
     expr = validate_cron(args.cron)  # a malformed cron never reaches the cluster
     cfg = load_args_config(args)
     check_run(cfg)
+    check_cluster(cfg, submitting=True)
     rid = schedule(cfg, args.kfp_host, expr, name=args.name, max_concurrency=args.max_concurrency)
     print(f"recurring run {rid}: {cfg.name} on '{expr}' at {args.kfp_host}")
     return 0
@@ -103,6 +106,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     from divtune.outputs import check_output_file
 
+    from divtune.preflight import check_cluster
+
     out = check_output_file(args.output)
-    print(f"wrote {compile_pipeline(load_args_config(args), out)}")
+    cfg = load_args_config(args)
+    check_cluster(cfg, submitting=False)
+    print(f"wrote {compile_pipeline(cfg, out)}")
     return 0
