@@ -258,3 +258,19 @@ def promote(config_yaml: str, run_key: str, candidate_eval: str, base_eval: str,
     c.set_tag(parent.info.run_id, promotion.DECISION_TAG, "promote" if decision.promote else "reject")
     tracking.close_pipeline_run(cfg.registry.experiment, run_key)
     return summary
+
+
+def close_run(config_yaml: str, run_key: str, state: str, error: str = "") -> str:
+    """The pipeline's exit handler: a run whose steps did not all succeed leaves its MLflow parent run FAILED
+    (with the final state and the error as tags), not RUNNING; a succeeded run was closed by promote."""
+    cfg = _cfg(config_yaml)
+    if state != "SUCCEEDED":
+        parent = tracking.find_pipeline_run(cfg.registry.experiment, run_key)
+        if parent is not None:
+            c = tracking.client()
+            c.set_tag(parent.info.run_id, "divtune.final_state", state)
+            if error:
+                c.set_tag(parent.info.run_id, "divtune.error", error[:500])
+        tracking.close_pipeline_run(cfg.registry.experiment, run_key, "FAILED")
+        print(f"[close_run] pipeline run {run_key} ended {state}: MLflow parent run marked FAILED", file=sys.stderr)
+    return state

@@ -12,6 +12,7 @@ Trainer TrainJob instead of training in its own pod.
 
 from kfp import dsl  # no "from __future__ import annotations": KFP reads real annotations
 
+from divtune_kfp.components.close_run import close_run
 from divtune_kfp.components.evaluate import evaluate
 from divtune_kfp.components.merge_lora import merge_lora
 from divtune_kfp.components.open_run import open_run
@@ -28,37 +29,41 @@ PIPELINE_NAME = "divtune-retrain"
 
 def make_pipeline(cluster: ClusterConfig | None = None):
     @dsl.pipeline(name=PIPELINE_NAME, description="Post-train an LLM for output diversity (GAPO/DARLING) and gate it.")
-    def retrain(config_yaml: str, run_key: str = "") -> str:
-        run = apply(open_run(config_yaml=config_yaml, run_key=run_key, job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER),
-                    cluster, "cpu")
-        run.set_caching_options(False)  # one MLflow parent run per pipeline run
-        key = run.output
+    def retrain(config_yaml: str, run_key: str = ""):
+        # the exit handler: a step that fails or whose pod is killed leaves the MLflow parent run FAILED
+        closer = apply(close_run(config_yaml=config_yaml, run_key=run_key, job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER),
+                       cluster, "cpu")
+        closer.set_caching_options(False)
+        with dsl.ExitHandler(closer, name="retrain"):
+            run = apply(open_run(config_yaml=config_yaml, run_key=run_key, job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER),
+                        cluster, "cpu")
+            run.set_caching_options(False)  # one MLflow parent run per pipeline run
+            key = run.output
 
-        base = apply(prepare_base(config_yaml=config_yaml, run_key=key), cluster, "heavy")
-        data = apply(synthesize_data(config_yaml=config_yaml, run_key=key), cluster, "cpu")
+            base = apply(prepare_base(config_yaml=config_yaml, run_key=key), cluster, "heavy")
+            data = apply(synthesize_data(config_yaml=config_yaml, run_key=key), cluster, "cpu")
 
-        if cluster is not None and cluster.uses_trainjob:  # multi-GPU / multi-node: this step (no GPU) runs a Kubeflow Trainer TrainJob
-            trained = apply(train_distributed(config_yaml=config_yaml, run_key=key,
-                                              base_model=base.outputs["base_model"], data=data.outputs["data"]),
-                            cluster, "cpu")
-        else:
-            trained = apply(train(config_yaml=config_yaml, run_key=key,
-                                  base_model=base.outputs["base_model"], data=data.outputs["data"]), cluster, "train")
+            if cluster is not None and cluster.uses_trainjob:  # multi-GPU / multi-node: this step (no GPU) runs a Kubeflow Trainer TrainJob
+                trained = apply(train_distributed(config_yaml=config_yaml, run_key=key,
+                                                  base_model=base.outputs["base_model"], data=data.outputs["data"]),
+                                cluster, "cpu")
+            else:
+                trained = apply(train(config_yaml=config_yaml, run_key=key,
+                                      base_model=base.outputs["base_model"], data=data.outputs["data"]), cluster, "train")
 
-        merged = apply(merge_lora(config_yaml=config_yaml, run_key=key, base_model=base.outputs["base_model"],
-                                  adapter=trained.outputs["adapter"]), cluster, "merge")
+            merged = apply(merge_lora(config_yaml=config_yaml, run_key=key, base_model=base.outputs["base_model"],
+                                      adapter=trained.outputs["adapter"]), cluster, "merge")
 
-        base_eval = apply(evaluate(config_yaml=config_yaml, run_key=key, model=base.outputs["base_model"],
-                                   role="base"), cluster, "evaluate")
-        base_eval.set_display_name("evaluate-base")
-        cand_eval = apply(evaluate(config_yaml=config_yaml, run_key=key, model=merged.outputs["merged_model"],
-                                   role="candidate"), cluster, "evaluate")
-        cand_eval.set_display_name("evaluate-candidate")
+            base_eval = apply(evaluate(config_yaml=config_yaml, run_key=key, model=base.outputs["base_model"],
+                                       role="base"), cluster, "evaluate")
+            base_eval.set_display_name("evaluate-base")
+            cand_eval = apply(evaluate(config_yaml=config_yaml, run_key=key, model=merged.outputs["merged_model"],
+                                       role="candidate"), cluster, "evaluate")
+            cand_eval.set_display_name("evaluate-candidate")
 
-        gate = apply(promote(config_yaml=config_yaml, run_key=key, candidate_eval=cand_eval.outputs["metrics"],
-                             base_eval=base_eval.outputs["metrics"]), cluster, "promote")
-        gate.set_caching_options(False)  # the registry's state decides; never replay an old decision
-        return gate.outputs["Output"]
+            gate = apply(promote(config_yaml=config_yaml, run_key=key, candidate_eval=cand_eval.outputs["metrics"],
+                                 base_eval=base_eval.outputs["metrics"]), cluster, "promote")
+            gate.set_caching_options(False)  # the registry's state decides; never replay an old decision
 
     return retrain
 

@@ -1,0 +1,36 @@
+"""The DAG's exit handler: a pipeline run whose steps did not all succeed leaves its MLflow parent run FAILED."""
+
+from __future__ import annotations
+
+import uuid
+
+from divtune.config import load_config
+
+
+def test_the_exit_handler_marks_a_failed_run_failed(tmp_path):
+    """close_run (the DAG's exit handler) leaves a run whose steps failed FAILED with its state and error; a
+    succeeded run is left to promote, which closes it."""
+    from divtune import stages
+    from divtune.registry import tracking
+
+    cfg = load_config("toy")
+    key = f"exit-{uuid.uuid4().hex[:8]}"
+    stages.open_run(cfg.to_yaml(), key)
+    assert stages.close_run(cfg.to_yaml(), key, "SUCCEEDED") == "SUCCEEDED"
+    assert tracking.find_pipeline_run(cfg.registry.experiment, key).info.status == "RUNNING"
+    stages.close_run(cfg.to_yaml(), key, "FAILED", "train: pod OOMKilled")
+    run = tracking.find_pipeline_run(cfg.registry.experiment, key)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["divtune.final_state"] == "FAILED" and "OOMKilled" in run.data.tags["divtune.error"]
+
+
+def test_the_compiled_dag_has_the_exit_handler(tmp_path):
+    from divtune_kfp.pipelines.local import compile_pipeline
+
+    out = compile_pipeline(load_config("toy"), tmp_path / "toy.yaml")
+    import yaml
+
+    spec = next(yaml.safe_load_all(out.read_text()))
+    root = spec["root"]["dag"]["tasks"]
+    assert root["close-run"]["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
+    assert "exit-handler-1" in root and "promote" in spec["components"]["comp-exit-handler-1"]["dag"]["tasks"]
