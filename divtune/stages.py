@@ -44,11 +44,20 @@ def _write_json(path: str | os.PathLike, data: Any) -> Path:
 # --------------------------------------------------------------------------------------
 
 
-def open_run(config_yaml: str, run_key: str) -> str:
-    """Create (or find) the MLflow parent run of this pipeline run."""
+def open_run(config_yaml: str, run_key: str, compiled_cluster: str = "") -> str:
+    """Create (or find) the MLflow parent run of this pipeline run.
+
+    ``compiled_cluster`` is the digest of the ``cluster:`` section the pipeline spec was compiled with (GPUs,
+    volumes, Secrets and the TrainJob choice are fixed at compile time); a run whose config carries another
+    ``cluster:`` section is refused rather than silently scheduled the old way.
+    """
     cfg = _cfg(config_yaml)
     if not run_key:
         raise DivtuneError("run_key is empty")
+    if compiled_cluster and cfg.cluster.fingerprint() != compiled_cluster:
+        raise DivtuneError("the run's config has another cluster: section than the one this pipeline was compiled "
+                           f"with ({cfg.cluster.fingerprint()} != {compiled_cluster}); compile the spec again "
+                           "(divtune compile) instead of changing cluster: in config_yaml")
     tracking.open_pipeline_run(cfg.registry.experiment, run_key, f"{cfg.name}-{run_key[:12]}",
                                {"preset": cfg.name, "method": cfg.train.method, "model_source": cfg.model.source,
                                 "config_fingerprint": cfg.fingerprint(), "registered_model": cfg.registry.model_name},

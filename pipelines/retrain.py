@@ -35,8 +35,8 @@ def make_pipeline(cluster: ClusterConfig | None = None):
                        cluster, "cpu")
         closer.set_caching_options(False)
         with dsl.ExitHandler(closer, name="retrain"):
-            run = apply(open_run(config_yaml=config_yaml, run_key=run_key, job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER),
-                        cluster, "cpu")
+            run = apply(open_run(config_yaml=config_yaml, run_key=run_key, job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                                 compiled_cluster=cluster.fingerprint() if cluster is not None else ""), cluster, "cpu")
             run.set_caching_options(False)  # one MLflow parent run per pipeline run
             key = run.output
 

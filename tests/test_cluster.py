@@ -40,7 +40,9 @@ def test_every_task_has_requests_limits_and_a_timeout(spec):
 
 def test_gpu_steps_retry_and_merge_and_promote_sit_on_the_gpu_nodes(spec):
     pipeline, platform = spec
-    tasks = pipeline["root"]["dag"]["tasks"]
+    tasks = dict(pipeline["root"]["dag"]["tasks"])  # and the tasks inside the exit handler's group
+    for comp in pipeline["components"].values():
+        tasks.update(comp.get("dag", {}).get("tasks", {}))
     assert {n for n, t in tasks.items() if "retryPolicy" in t} == {"train", "evaluate", "evaluate-2"}
     assert tasks["train"]["retryPolicy"]["maxRetryCount"] == load_config(GPU_PRESET).cluster.gpu_retries
     for name in ("exec-merge-lora", "exec-promote", "exec-train"):

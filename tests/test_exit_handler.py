@@ -34,3 +34,23 @@ def test_the_compiled_dag_has_the_exit_handler(tmp_path):
     root = spec["root"]["dag"]["tasks"]
     assert root["close-run"]["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
     assert "exit-handler-1" in root and "promote" in spec["components"]["comp-exit-handler-1"]["dag"]["tasks"]
+
+
+def test_a_run_with_another_cluster_section_than_compiled_is_refused(tmp_path):
+    import pytest
+    import yaml
+
+    from divtune import stages
+    from divtune.errors import DivtuneError
+    from divtune_kfp.pipelines.local import compile_pipeline
+
+    cfg = load_config("qwen2.5-7b-gapo")
+    spec = next(yaml.safe_load_all(compile_pipeline(cfg, tmp_path / "q7.yaml").read_text()))
+    baked = spec["root"]["dag"]["tasks"]["exit-handler-1"]
+    inner = spec["components"]["comp-exit-handler-1"]["dag"]["tasks"]["open-run"]["inputs"]["parameters"]
+    digest = inner["compiled_cluster"]["runtimeValue"]["constant"]
+    assert digest == cfg.cluster.fingerprint() and baked
+    other = load_config("qwen2.5-7b-gapo", overrides=["cluster.train_gpus=4"])
+    with pytest.raises(DivtuneError, match="another cluster: section"):
+        stages.open_run(other.to_yaml(), f"cl-{uuid.uuid4().hex[:6]}", digest)
+    assert stages.open_run(load_config("toy").to_yaml(), f"cl-{uuid.uuid4().hex[:6]}", "")  # local runs: no check

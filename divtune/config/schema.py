@@ -572,6 +572,12 @@ class ClusterConfig:
         metadata={"help": "Seconds a TrainJob may run before it is deleted (checkpoints stay on the PVC).", "min": 1},
     )
 
+    def fingerprint(self) -> str:
+        """A digest of this section: the compiled spec carries it, and a run with another section is refused."""
+        import json
+
+        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
     @property
     def uses_trainjob(self) -> bool:
         """Whether training runs as a Kubeflow Trainer TrainJob (``train_nodes > 1`` or ``train_distributed``)."""
