@@ -177,9 +177,11 @@ def merge(config_yaml: str, run_key: str, base_path: str, adapter_dir: str, out_
         return {"model_uri": model_uri, **report}
 
 
-def evaluate(config_yaml: str, run_key: str, model_path: str, role: str, out_json: str) -> dict[str, Any]:
-    """The evaluation suites on one model (``role``: ``base`` or ``candidate``)."""
-    from divtune.evaluate import suites
+def evaluate(config_yaml: str, run_key: str, model_path: str, role: str, out_json: str,
+             report_md: str | None = None) -> dict[str, Any]:
+    """The evaluation suites on one model (``role``: ``base`` or ``candidate``); ``report_md``: also a Markdown
+    report there (the KFP UI shows it)."""
+    from divtune.evaluate import report, suites
 
     cfg = _cfg(config_yaml)
     e = cfg.evaluate
@@ -194,6 +196,9 @@ def evaluate(config_yaml: str, run_key: str, model_path: str, role: str, out_jso
         _log_suite_reports(res)
         _write_json(out_json, {"role": role, "metrics": metrics, "eval_fingerprint": fp, **res})
         mlflow.log_artifact(out_json, "evaluation")
+        if report_md:
+            Path(report_md).parent.mkdir(parents=True, exist_ok=True)
+            Path(report_md).write_text(report.evaluation_markdown(role, metrics, res), encoding="utf-8")
         parent = tracking.find_pipeline_run(cfg.registry.experiment, run_key)
         tracking.client().log_batch(parent.info.run_id, metrics=[
             _metric(f"{role}_{k}", v) for k, v in metrics.items()])

@@ -119,3 +119,23 @@ def test_compile_refuses_a_cluster_preset_without_a_tracking_server(tmp_path):
     out = tmp_path / "q7.yaml"
     assert main(["compile", "--preset", GPU_PRESET, "--set", "cluster.env={}", "-o", str(out)]) == 2
     assert not out.exists()
+
+
+def test_evaluate_and_promote_report_to_the_kfp_ui(spec):
+    """KFP shows Metrics artifacts on the run page and in run comparison, and Markdown artifacts as reports."""
+    pipeline, _ = spec
+    comps = pipeline["components"]
+    for comp in ("comp-evaluate", "comp-promote"):
+        outs = {k: v["artifactType"]["schemaTitle"] for k, v in comps[comp]["outputDefinitions"]["artifacts"].items()}
+        assert "system.Metrics" in outs.values() and "system.Markdown" in outs.values(), (comp, outs)
+
+
+def test_the_evaluation_report_in_markdown():
+    from divtune.evaluate.report import evaluation_markdown
+
+    res = {"lists": {"jsd_mean": 0.2, "invalid_rate": 0.01, "entropy_mean": 2.5, "num_lists": 1, "samples": 4,
+                     "per_list": [{"category": "planets", "jsd": 0.2, "invalid_rate": 0.01, "unique": 3,
+                                   "items": ["Mars", "Venus", "Earth", "Pluto"],
+                                   "counts": {"Mars": 2, "Venus": 1, "Earth": 1, "Pluto": 0}}]}}
+    md = evaluation_markdown("candidate", {"jsd_mean": 0.2, "invalid_rate": 0.01}, res)
+    assert "| jsd_mean | 0.2000 |" in md and "| planets | 0.200 | 0.010 | 3/4 | Mars (2)" in md

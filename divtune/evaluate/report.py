@@ -109,10 +109,30 @@ def markdown_summary(suite: str, result: dict[str, Any]) -> str:
                 lines.append(f"| {p['temperature']:g} | {_fmt(p['pairwise_cosine_distance'])} | "
                              f"{_fmt(p['one_minus_self_bleu'])} | {_fmt(p['mean_token_logprob'])} | "
                              f"{_fmt(p['non_degenerate_rate'])} |")
+    elif suite == "lists":
+        lines = head + [f"**JSD to uniform (base 2, mean over {result['num_lists']} lists): {result['jsd_mean']:.3f}**; "
+                        f"invalid rate {result['invalid_rate']:.3f}; entropy {result['entropy_mean']:.2f} bits", "",
+                        "| list | JSD | invalid rate | unique / items | most chosen |", "|---|---|---|---|---|"]
+        for r in result["per_list"]:
+            top = ", ".join(f"{a} ({c})" for a, c in sorted(r["counts"].items(), key=lambda kv: -kv[1])[:3])
+            lines.append(f"| {r['category']} | {r['jsd']:.3f} | {r['invalid_rate']:.3f} | {r['unique']}/{len(r['items'])} "
+                         f"| {_md_cell(top, 80)} |")
     else:
         lines = head + ["| metric | value |", "|---|---|"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in headline_metrics(suite, result).items()]
     return "\n".join(lines) + "\n"
+
+
+def evaluation_markdown(role: str, metrics: dict[str, float], results: dict[str, Any]) -> str:
+    """One model's evaluation in the pipeline as Markdown (the KFP UI's report): headline metrics, then each suite."""
+    lines = [f"# divtune evaluation: {role}", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {_fmt(v, 4)} |" for k, v in metrics.items()]
+    parts = ["\n".join(lines) + "\n"]
+    for suite, res in results.items():
+        if suite == "benchmarks":
+            continue
+        parts.append(markdown_summary(suite.replace("_", "-"), res).replace("# divtune evaluate", "## suite", 1))
+    return "\n".join(parts)
 
 
 def write_outputs(out_dir: str | os.PathLike, suite: str, result: dict[str, Any], pngs: Sequence[str | os.PathLike],
