@@ -1,15 +1,27 @@
-# divtune serving image: vLLM's OpenAI-compatible server (the KServe runtime uses the same image).
-# Build from the repository root:  docker build -f images/serve.Dockerfile -t ghcr.io/divtune/divtune-serve:0.1.0 .
-FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
+# divtune serving image: an OpenAI-compatible server for a promoted model (the KServe runtime uses the same image).
+# Build with `make images`.  VARIANT=gpu (default): vLLM (`vllm serve`), versions from images/requirements-gpu.lock;
+# VARIANT=cpu: `transformers serve` on the CPU torch wheel (vLLM has no CPU wheel on PyPI).
+ARG BASE=python:3.11-slim-bookworm
+FROM ${BASE} AS build
+ARG VARIANT=gpu
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_FIND_LINKS=/tmp/wheels
+COPY images/requirements-${VARIANT}.lock /tmp/requirements.lock
+COPY wheels/ /tmp/wheels/
+COPY certs/ /tmp/certs/
+RUN if [ -s /tmp/certs/ca.crt ]; then export PIP_CERT=/tmp/certs/ca.crt; fi \
+    && python3.11 -m venv /opt/venv \
+    && /opt/venv/bin/pip install -q --no-deps --require-hashes -r /tmp/requirements.lock
+COPY images/serve-entrypoint.sh /opt/venv/bin/divtune-serve
 
-ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
-RUN apt-get update && apt-get install -y --no-install-recommends python3.11 python3.11-venv \
-    && rm -rf /var/lib/apt/lists/* \
-    && python3.11 -m venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH
-RUN pip install "vllm>=0.11"
-
-RUN useradd --create-home --uid 1000 divtune
-USER divtune
+FROM ${BASE}
+ARG VARIANT=gpu
+RUN if [ "$VARIANT" = gpu ]; then apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+        && rm -rf /var/lib/apt/lists/*; fi \
+    && useradd --create-home --uid 1000 --user-group divtune
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 DIVTUNE_IMAGE_VARIANT=${VARIANT}
+USER 1000:1000
+WORKDIR /home/divtune
 EXPOSE 8000
-ENTRYPOINT ["vllm", "serve"]
+# divtune-serve MODEL_DIR [server flags]: vllm serve (gpu) or transformers serve (cpu)
+ENTRYPOINT ["divtune-serve"]
