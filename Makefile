@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.divtune-installed
 
 .PHONY: install demo test test-fast compile lint clean-cache results
+.PHONY: images push e2e
 
 # torch==2.13.0 first: on CI/dev machines that pin resolves to the local CPU build (seconds);
 # everything else then resolves against it.
@@ -40,3 +41,25 @@ results: $(STAMP)
 
 clean-cache:
 	rm -rf $${DIVTUNE_HOME:-$$HOME/.cache/divtune}
+
+# Images (images/): REGISTRY names the registry everything is built under, pushed to and compiled against;
+# TAG defaults to the commit (-dirty for a modified tree); VARIANT=cpu builds the CPU variants (tag -cpu).
+REGISTRY ?= $(shell sed -n 's/^registry:[[:space:]]*\([^[:space:]#]*\).*/\1/p' configs/images.yaml)
+TAG ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell git diff --quiet HEAD -- . 2>/dev/null || echo -dirty)
+VARIANT ?= gpu
+IMAGE_TAG = $(TAG)$(if $(filter cpu,$(VARIANT)),-cpu)
+IMAGES := trainer eval serve mlflow
+compile: export DIVTUNE_REGISTRY = $(REGISTRY)
+compile: export DIVTUNE_IMAGE_TAG = $(IMAGE_TAG)
+
+images:
+	nice -n 10 images/build.sh --variant $(VARIANT) --registry $(REGISTRY) --tag $(IMAGE_TAG) $(IMAGES)
+
+push: images
+	set -e; for i in $(IMAGES); do r=divtune-$$i; t=$(IMAGE_TAG); [ $$i = mlflow ] && t=$(TAG); \
+	  docker push $(REGISTRY)/$$r:$$t; done
+
+# The whole toy DAG in real containers (DockerRunner), from nothing: docker daemon, debootstrap base, CPU images,
+# MLflow server with auth; tears down what it started.  Needs root.  See images/e2e.sh.
+e2e: $(STAMP)
+	images/e2e.sh
