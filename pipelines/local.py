@@ -1,4 +1,5 @@
-"""Run, compile and inspect the retraining pipeline without a cluster (kfp.local, no Docker)."""
+"""Run, compile and inspect the retraining pipeline without a cluster (kfp.local: subprocesses of this Python, or
+containers through a DockerRunner, see :mod:`divtune_kfp.pipelines.containers`)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from divtune.config import PipelineConfig
 
 
 def run_local(cfg: PipelineConfig, run_key: str | None = None, *, pipeline_root: str | None = None,
-              enable_caching: bool = False) -> str:
-    """Execute the whole DAG in subprocesses of this Python; return the run key."""
+              enable_caching: bool = False, runner=None, workspace_root: str | None = None) -> str:
+    """Execute the whole DAG (in subprocesses of this Python, or with ``runner``, e.g. a DockerRunner); return the
+    run key."""
     from kfp import local
 
     from divtune_kfp.pipelines.retrain import retrain
@@ -26,8 +28,8 @@ def run_local(cfg: PipelineConfig, run_key: str | None = None, *, pipeline_root:
     # display names do nothing locally: noise on stderr, where a failed run must leave one line
     warnings.filterwarnings("ignore", message="You may be attemping to run a task", category=RuntimeWarning)
     warnings.filterwarnings("ignore", message=r".*settings \['display_name'\] have no effect", category=UserWarning)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=root, raise_on_error=True,
-               enable_caching=enable_caching)
+    local.init(runner=runner or local.SubprocessRunner(use_venv=False), pipeline_root=root, raise_on_error=True,
+               enable_caching=enable_caching, workspace_root=workspace_root)
     retrain(config_yaml=cfg.to_json(), run_key=key)
     return key
 
