@@ -151,4 +151,6 @@ def version_table(name: str) -> str:
                      + f"  {t.get(reg.PREVIOUS_CHAMPION_TAG, '') or '-':>4}  {t.get(reg.RUN_KEY_TAG, '-')}")
     lineage = reg.champion_lineage(name)
     lines.append("champion lineage: " + (" <- ".join(f"v{v}" for v in lineage) if lineage else "(no champion)"))
+    lines.append("sources (what a deployment serves):")
+    lines += [f"  v{v.version}: {v.source}" for v in versions]
     return "\n".join(lines)
