@@ -199,6 +199,17 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_approve(args: argparse.Namespace) -> int:
+    import getpass
+
+    from divtune.promotion.promote import approve
+
+    res = approve(args.name, args.version, by=args.by or getpass.getuser())
+    print(f"{res['registered_model']}: champion -> v{res['champion']} (approved by {res['approved_by']} at "
+          f"{res['approved_at']}; previous champion {('v' + res['previous_champion']) if res['previous_champion'] else 'none'})")
+    return 0
+
+
 def cmd_repro(args: argparse.Namespace) -> int:
     from divtune import repro
 
@@ -349,6 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--name", default=None, type=text("a registered model name"), help="registered model (default: the preset's registry.model_name)")
         config_args(q)
         q.set_defaults(func=func)
+    ap = gs.add_parser("approve", help="make the challenger that passed a manual-approval gate the champion")
+    ap.add_argument("name", type=text("a registered model name"))
+    ap.add_argument("version", type=text("a version number"))
+    ap.add_argument("--by", type=text("who approves"), default=None, help="who approves (default: $USER)")
+    ap.set_defaults(func=cmd_approve)
     for ep in entry_points(group="divtune.commands"):  # the KFP commands (run, compile, schedule): pipeline side
         ep.load()(sub)
     return p

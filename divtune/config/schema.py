@@ -372,12 +372,17 @@ class EvalConfig:
 
 @dataclass
 class GateConfig:
-    """The promotion rule of the pipeline's promote stage (see `divtune.registry.gate`)."""
+    """The promotion rule of the pipeline's promote stage (see `divtune.promotion.gate`)."""
 
     policy: str | None = field(
         default=None,
-        metadata={"help": "Path to a policy YAML; null: the built-in rule made of the two fields below.",
+        metadata={"help": "Path to a policy YAML; null: the built-in rule made of the fields below.",
                   "nonempty": True},
+    )
+    approval: Literal["auto", "manual"] = field(
+        default="auto",
+        metadata={"help": "Built-in rule: `manual` leaves a passing candidate as `challenger` until "
+                          "`divtune registry approve NAME VERSION` (a policy file says `approval:` itself)."},
     )
     max_invalid_rate: float = field(
         default=0.05,

@@ -27,9 +27,10 @@ from typing import Any
 
 import yaml
 
-from divtune.errors import ConfigError, one_line
+from divtune.errors import ConfigError, one_line, short
 from divtune.evaluate.suites import BENCH_PREFIX, is_known_metric, known_metrics
 
+APPROVALS = ("auto", "manual")  # manual: a passing candidate needs `divtune registry approve` to become champion
 RULES = ("decrease", "increase", "at_most", "at_least", "no_regression")
 
 
@@ -51,9 +52,13 @@ class Check:
 class Policy:
     checks: tuple[Check, ...]
     source: str = "built-in"
+    approval: str = "auto"  # manual: a passing candidate stays challenger until `divtune registry approve`
 
     def to_dict(self) -> dict[str, Any]:
-        return {"checks": [{k: v for k, v in asdict(c).items() if v is not None} for c in self.checks]}
+        out: dict[str, Any] = {"checks": [{k: v for k, v in asdict(c).items() if v is not None} for c in self.checks]}
+        if self.approval != "auto":
+            out["approval"] = self.approval
+        return out
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
@@ -117,9 +122,12 @@ def check_metric_name(name: Any, where: str) -> str:
 def policy_from_dict(data: Any, source: str = "policy") -> Policy:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: policy must be a mapping with a 'checks' list")
-    unknown = sorted(set(data) - {"checks"})
+    unknown = sorted(map(str, set(data) - {"checks", "approval"}))
     if unknown:
-        raise ConfigError(f"{source}: unknown key {unknown[0]!r} (allowed: checks)")
+        raise ConfigError(f"{source}: unknown key {unknown[0]!r} (allowed: approval, checks)")
+    approval = data.get("approval", "auto")
+    if approval not in APPROVALS:
+        raise ConfigError(f"{source}: approval must be one of {', '.join(APPROVALS)}, got {short(approval, 40)}")
     raw = data.get("checks")
     if not isinstance(raw, list) or not raw:
         raise ConfigError(f"{source}: 'checks' must be a non-empty list")
@@ -148,7 +156,7 @@ def policy_from_dict(data: Any, source: str = "policy") -> Policy:
         if rule in ("at_most", "at_least") and "value" not in kw:
             raise ConfigError(f"{where}: rule {rule} needs a 'value'")
         checks.append(Check(**kw))
-    return Policy(tuple(checks), source=source)
+    return Policy(tuple(checks), source=source, approval=approval)
 
 
 def load_policy(path: str | os.PathLike) -> Policy:
@@ -159,12 +167,12 @@ def load_policy(path: str | os.PathLike) -> Policy:
     return policy_from_dict(files.load_yaml(text, where=f"policy file {p}", error=ConfigError), source=str(p))
 
 
-def default_policy(max_invalid_rate: float, min_jsd_improvement: float) -> Policy:
+def default_policy(max_invalid_rate: float, min_jsd_improvement: float, approval: str = "auto") -> Policy:
     """The built-in rule: held-out JSD falls by more than the margin; invalid rate under a ceiling."""
     return Policy((
         Check("jsd_mean", "decrease", by=min_jsd_improvement),
         Check("invalid_rate", "at_most", value=max_invalid_rate),
-    ))
+    ), approval=approval)
 
 
 # --------------------------------------------------------------------------------------

@@ -26,12 +26,17 @@ BASE_METRIC_TAG = "divtune.base_metric."
 EVAL_FP_TAG = "divtune.eval_fingerprint"
 DECISION_TAG = "divtune.decision"
 VERSION_TAG = "divtune.version"
+APPROVAL_TAG = "divtune.approval"  # pending | approved (policies with approval: manual)
+APPROVED_BY_TAG = "divtune.approved_by"
+APPROVED_AT_TAG = "divtune.approved_at"
 
 
 def policy_for(cfg: Any) -> gate.Policy:
     """The configured policy file, or the built-in rule from the gate section."""
     g = cfg.gate
-    return gate.load_policy(g.policy) if g.policy else gate.default_policy(g.max_invalid_rate, g.min_jsd_improvement)
+    if g.policy:
+        return gate.load_policy(g.policy)
+    return gate.default_policy(g.max_invalid_rate, g.min_jsd_improvement, g.approval)
 
 
 def champion_reference(cfg: Any, name: str, champion: Any,
@@ -71,7 +76,8 @@ def promote(cfg: Any, run_key: str, source: str, source_run_id: str, candidate: 
         decision = gate.decision_from_tags(existing.tags)
         prev = existing.tags.get(reg.PREVIOUS_CHAMPION_TAG, "")
         reg.set_alias(name, reg.CHALLENGER, existing.version)
-        if decision.promote and (champion is None or str(champion.version) == prev):
+        pending = existing.tags.get(APPROVAL_TAG) == "pending"
+        if decision.promote and not pending and (champion is None or str(champion.version) == prev):
             reg.set_alias(name, reg.CHAMPION, existing.version)
         return existing, decision, None
     if champion is not None:
@@ -86,12 +92,49 @@ def promote(cfg: Any, run_key: str, source: str, source_run_id: str, candidate: 
             reg.PREVIOUS_CHAMPION_TAG: str(champion.version) if champion is not None else "",
             "divtune.config_fingerprint": cfg.fingerprint(), "divtune.method": cfg.train.method,
             EVAL_FP_TAG: suites.eval_fingerprint(cfg)}
+    manual = decision.promote and policy.approval == "manual"
+    if manual:
+        tags[APPROVAL_TAG] = "pending"
     mv = reg.register_version(name, source, source_run_id, run_key, tags,
                               description=f"{cfg.train.method} candidate from pipeline run {run_key}")
     reg.set_alias(name, reg.CHALLENGER, mv.version)
-    if decision.promote:
+    if decision.promote and not manual:
         reg.set_alias(name, reg.CHAMPION, mv.version)
     return mv, decision, reevaluated
+
+
+def approve(name: str, version: str, *, by: str) -> dict[str, str]:
+    """A person's approval (policies with ``approval: manual``): the challenger that passed the gate becomes
+    champion; who and when are version tags.  Refused, with nothing changed, for a version that is not the
+    current challenger, did not pass the gate, or is not awaiting approval."""
+    import datetime
+
+    from divtune.errors import DivtuneError
+
+    reg.require_model(name)
+    if not (str(version).isascii() and str(version).isdigit()):
+        raise DivtuneError(f"version must be a number, got {version!r:.40}")
+    challenger = reg.get_alias(name, reg.CHALLENGER)
+    if challenger is None or str(challenger.version) != str(version):
+        now = f"v{challenger.version} is" if challenger is not None else "there is no challenger"
+        raise DivtuneError(f"{name} v{version} is not the challenger ({now}); only the current challenger can be "
+                           "approved")
+    tags = challenger.tags
+    if tags.get(DECISION_TAG) != "promote":
+        raise DivtuneError(f"{name} v{version} did not pass the gate ({tags.get(DECISION_TAG, 'no decision')}); "
+                           "nothing to approve")
+    if tags.get(APPROVAL_TAG) != "pending":
+        raise DivtuneError(f"{name} v{version} is not awaiting approval "
+                           f"({tags.get(APPROVAL_TAG) or 'its policy promoted it automatically'})")
+    champion = reg.get_alias(name, reg.CHAMPION)
+    c = tracking.client()
+    when = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+    for k, v in ((APPROVED_BY_TAG, by), (APPROVED_AT_TAG, when), (APPROVAL_TAG, "approved"),
+                 (reg.PREVIOUS_CHAMPION_TAG, str(champion.version) if champion is not None else "")):
+        c.set_model_version_tag(name, str(version), k, v)
+    reg.set_alias(name, reg.CHAMPION, version)
+    return {"registered_model": name, "champion": str(version), "approved_by": by, "approved_at": when,
+            "previous_champion": str(champion.version) if champion is not None else ""}
 
 
 def summary(run_key: str, name: str, mv: Any, decision: gate.Decision, candidate: Mapping[str, float],
@@ -106,6 +149,7 @@ def summary(run_key: str, name: str, mv: Any, decision: gate.Decision, candidate
         "aliases": sorted(a for a, v in held if str(v) == str(mv.version)),
         "champion_version": str(current.version) if current else None,
         "decision": decision.to_dict(),
+        "approval": dict(getattr(mv, "tags", None) or {}).get(APPROVAL_TAG, ""),
         "base": dict(base),
         "candidate": dict(candidate),
         "tracking_uri": paths.tracking_uri(),
@@ -127,6 +171,8 @@ def format_summary(s: Mapping[str, Any]) -> str:
         *[f"    [{'pass' if c['passed'] else 'FAIL'}] {c['reason']}" for c in d["checks"]],
         f"  registered: {s['registered_model']} version {s['version']} "
         f"aliases: {', '.join(s['aliases']) or 'none'} (champion is v{s['champion_version']})",
+        *([f"  awaiting approval: divtune registry approve {s['registered_model']} {s['version']}"]
+          if s.get("approval") == "pending" else []),
         f"  MLflow store: {s['tracking_uri']}",
         f"  open the UI:  {s['ui_command']}",
     ]
