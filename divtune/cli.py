@@ -194,8 +194,33 @@ def cmd_registry(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     from divtune.registry import models as reg
 
-    res = reg.rollback(_registry_name(args))
+    name = _registry_name(args)
+    res = reg.rollback(name)
     print(f"{res['registered_model']}: champion v{res['demoted']} -> v{res['champion']} (rolled back)")
+    if args.deploy:  # traffic follows the alias: the previous champion's InferenceService, applied
+        from divtune.serve.deploy import deploy
+
+        out = deploy(f"models:/{name}@champion", name=args.isvc_name, namespace=args.namespace)
+        print(f"{out['inferenceservice']}: serving v{out['version']} from {out['storage_uri']}")
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from divtune.serve import deploy as dep
+
+    args.model = args.model or f"models:/{load_args_config(args).registry.model_name}@champion"
+    if args.dry_run:
+        import yaml
+
+        print(yaml.safe_dump(dep.render(args.model, name=args.isvc_name, namespace=args.namespace,
+                                        canary_percent=args.canary), sort_keys=False), end="")
+        return 0
+    if not dep.has_kube_credentials():
+        raise DivtuneError("deploy needs Kubernetes credentials (a kubeconfig or a pod's service account); "
+                           "--dry-run prints the InferenceService instead")
+    out = dep.deploy(args.model, name=args.isvc_name, namespace=args.namespace, canary_percent=args.canary,
+                     max_invalid_rate=args.max_invalid_rate)
+    print(json.dumps(out, indent=2, sort_keys=True))
     return 0
 
 
@@ -352,6 +377,20 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--work-dir", default=None, type=text("a directory"), help="where the trained models go (new, or one divtune wrote)")
     rp.set_defaults(func=cmd_repro)
 
+    d = sub.add_parser("deploy", help="serve a registered version: its KServe InferenceService, applied")
+    d.add_argument("--model", default=None, type=text("models:/NAME@alias or models:/NAME/VERSION"),
+                   help="the version to serve (default: models:/<the preset's registry.model_name>@champion)")
+    config_args(d)
+    d.add_argument("--isvc-name", default=None, type=text("an InferenceService name"),
+                   help="InferenceService name (default: the template's)")
+    d.add_argument("--namespace", default=None, type=text("a namespace"), help="default: the template's")
+    d.add_argument("--canary", type=count(min=1, max=99), default=None,
+                   help="percent of traffic for the new version first; 100 %% after a check of the live endpoint")
+    d.add_argument("--max-invalid-rate", type=number(min=0, max=1), default=0.2,
+                   help="the canary check: highest invalid-answer rate on held-out lists")
+    d.add_argument("--dry-run", action="store_true", help="print the InferenceService, apply nothing")
+    d.set_defaults(func=cmd_deploy)
+
     g = sub.add_parser("registry", help="inspect the model registry")
     gs = g.add_subparsers(dest="action", required=True)
     show = gs.add_parser("show", help="versions with aliases, decisions and key metrics")
@@ -360,6 +399,11 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--name", default=None, type=text("a registered model name"), help="registered model (default: the preset's registry.model_name)")
         config_args(q)
         q.set_defaults(func=func)
+    rb.add_argument("--deploy", action="store_true", help="also apply the previous champion's InferenceService")
+    for q in (rb,):
+        q.add_argument("--isvc-name", default=None, type=text("an InferenceService name"),
+                       help="InferenceService name (default: the template's)")
+        q.add_argument("--namespace", default=None, type=text("a namespace"), help="default: the template's")
     ap = gs.add_parser("approve", help="make the challenger that passed a manual-approval gate the champion")
     ap.add_argument("name", type=text("a registered model name"))
     ap.add_argument("version", type=text("a version number"))
