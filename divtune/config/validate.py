@@ -264,10 +264,18 @@ def _kubernetes_names(cfg: PipelineConfig) -> None:
         _need(bool(_ENV_NAME.match(name)), f"cluster: {_short(name)} is not a valid environment variable name")
 
 
+def _vllm_server(cfg: PipelineConfig) -> None:
+    """`train.vllm_mode: server` is refused with `train.use_vllm`: divtune launches no `trl vllm-serve` yet, and
+    TRL would wait for one forever; `colocate` runs generation in the training process."""
+    t = cfg.train
+    _need(not (t.use_vllm and t.vllm_mode == "server"),
+          "train.vllm_mode server: divtune launches no vLLM server (trl vllm-serve) for training; use colocate")
+
+
 RULES: tuple[Callable[[PipelineConfig], None], ...] = (
     _name_is_plain, _list_lengths, _group_size, _lora_layers, _partition_correct_only, _darling_quality_task,
     _suites, _benchmarks_data, _humaneval, _trainjob, _secrets, _models_uri, _model_source,
-    _registry_names, _kubernetes_names,
+    _registry_names, _kubernetes_names, _vllm_server,
 )
 """The cross-field rules, applied in this order after the per-field bounds."""
 
