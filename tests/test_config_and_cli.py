@@ -1,10 +1,9 @@
-"""Typed presets and the CLI's bad-input contract: one line, exit code 2, nothing registered."""
+"""Typed presets, typed overrides and config files (the CLI's bad-input rows: tests/test_bad_input_table.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from conftest import run_cli
 from divtune.config import PipelineConfig, config_from_yaml_text, list_presets, load_config
 from divtune.errors import ConfigError
 
@@ -45,45 +44,3 @@ def test_malformed_config_files(tmp_path, content, msg):
     p.write_text(content)
     with pytest.raises(ConfigError, match=msg):
         load_config(path=p)
-
-
-def _registered_models():
-    from divtune.registry import tracking
-
-    return [m.name for m in tracking.client().search_registered_models()]
-
-
-@pytest.mark.parametrize("args,needle", [
-    (["run", "--preset", "no-such-preset"], "unknown preset 'no-such-preset'"),
-    (["run", "--config", "/nonexistent/cfg.yaml"], "config file not found"),
-    (["run", "--set", "model.source=path", "--set", "model.path=/nonexistent/model"], "model path does not exist"),
-    (["run", "--set", "train.method=bogus"], "train.method must be one of"),
-    (["compile", "--preset", "no-such-preset"], "unknown preset"),
-    (["evaluate", "lists", "--model", "/nonexistent/model"], "model path does not exist"),
-    (["evaluate", "lists", "--model", "models:/no-such-model@champion"], "does not exist"),
-    (["train", "--data", "/nonexistent.jsonl", "-o", "/tmp/x"], "dataset file not found"),
-    (["registry", "show", "--name", "no-such-model"], "registered model 'no-such-model' does not exist"),
-])
-def test_bad_input_one_line_exit_2_nothing_registered(args, needle):
-    before = _registered_models()
-    res = run_cli(*args)
-    assert res.returncode == 2, res.stderr[-2000:]
-    lines = [ln for ln in res.stderr.strip().splitlines() if ln.startswith("divtune: error:")]
-    assert len(lines) == 1 and needle in lines[0], res.stderr[-2000:]
-    assert "Traceback" not in res.stderr
-    assert _registered_models() == before
-
-
-def test_malformed_config_file_via_cli(tmp_path):
-    p = tmp_path / "bad.yaml"
-    p.write_text("train: {max_steps: [\n")
-    res = run_cli("run", "--config", str(p))
-    assert res.returncode == 2 and "not valid YAML" in res.stderr and "Traceback" not in res.stderr
-
-
-def test_corrupted_model_dir_via_cli(tmp_path):
-    d = tmp_path / "model"
-    d.mkdir()
-    (d / "config.json").write_text("{broken")
-    res = run_cli("run", "--set", "model.source=path", "--set", f"model.path={d}")
-    assert res.returncode == 2 and "corrupted config.json" in res.stderr

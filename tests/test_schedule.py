@@ -1,10 +1,10 @@
-"""Scheduled retraining: KFP's 6-field cron validated locally; submission errors are one line."""
+"""Scheduled retraining: KFP's 6-field cron validated locally (the CLI rows, a bad cron and an unreachable KFP
+host: tests/test_bad_input_table.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from conftest import run_cli
 from divtune.cron import validate_cron
 from divtune.errors import DivtuneError
 
@@ -31,22 +31,3 @@ def test_valid_cron(expr):
 def test_malformed_cron(expr, msg):
     with pytest.raises(DivtuneError, match=msg):
         validate_cron(expr)
-
-
-def test_schedule_cli_rejects_bad_cron_before_the_cluster():
-    res = run_cli("schedule", "--cron", "0 3 * * *", "--kfp-host", "http://127.0.0.1:9")
-    assert res.returncode == 2 and "Traceback" not in res.stderr
-    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("divtune: error:")]
-    assert len(lines) == 1 and "KFP needs 6 fields" in lines[0]
-
-
-def test_unreachable_kfp_host_is_one_line():
-    res = run_cli("schedule", "--cron", "0 0 3 * * *", "--kfp-host", "http://127.0.0.1:9")
-    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-1500:]
-    assert "cannot reach Kubeflow Pipelines at http://127.0.0.1:9" in res.stderr
-
-
-def test_run_on_unreachable_kfp_host_is_one_line():
-    res = run_cli("run", "--kfp-host", "http://127.0.0.1:9")
-    assert res.returncode == 2 and "Traceback" not in res.stderr
-    assert "cannot reach Kubeflow Pipelines" in res.stderr

@@ -1,4 +1,5 @@
-"""Serving over the OpenAI API on CPU: a real `transformers serve` process on loopback, n samples per call."""
+"""Serving over the OpenAI API on CPU: a real `transformers serve` process on loopback, n samples per call (a bad
+--model: tests/test_bad_input_table.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import importlib.util
 
 import pytest
 
-from conftest import _free_port, run_cli
+from support import free_port
 
 
 @pytest.mark.slow
@@ -23,17 +24,10 @@ def test_transformers_serve_smollm2_n_samples_through_openai_api(divtune_home, t
     prompt = to_messages("Please select one from these options: [Mercury, Venus, Earth, Mars]. "
                          "Format your response as follows: <answer>selected_item</answer>.",
                          cfg.data.system_prompt, cfg.data.few_shot)
-    with running_server(str(model_dir), backend="transformers", port=_free_port(), timeout=240,
+    with running_server(str(model_dir), backend="transformers", port=free_port(), timeout=240,
                         log_file=tmp_path / "server.log") as (base, model_id):
         gen = OpenAIGenerator(base, model=model_id, concurrency=1)
         outs = gen.generate([prompt], SamplingParams(n=3, temperature=1.0, max_new_tokens=12, seed=7))
     assert len(outs) == 1 and len(outs[0]) == 3
     assert all(isinstance(t, str) and t.strip() for t in outs[0])
     assert not any("Please select one" in t for t in outs[0]), "completions must not echo the prompt"
-
-
-def test_serve_bad_model_is_one_line():
-    res = run_cli("serve", "--model", "/nonexistent/model")
-    assert res.returncode == 2 and "model path does not exist" in res.stderr and "Traceback" not in res.stderr
-    res = run_cli("serve", "--model", "models:/no-such-model@champion")
-    assert res.returncode == 2 and "does not exist" in res.stderr
