@@ -15,6 +15,7 @@ from divtune.errors import ConfigError
 from divtune.train import distributed as dist
 from divtune.train.distributed import TrainJobError
 from divtune_kfp.components import trainjob_step as step
+from support import pipeline_tasks
 
 
 def _api_exception(status: int, message: str = ""):
@@ -255,7 +256,7 @@ def test_compiled_pipeline_trains_through_the_trainjob_component_when_selected(t
     cfg = load_config("qwen2.5-32b-gapo", overrides=overrides)
     out = compile_pipeline(cfg, tmp_path / "p.yaml")
     spec, platform = yaml.safe_load_all(out.read_text())
-    tasks = spec["root"]["dag"]["tasks"]
+    tasks = pipeline_tasks(spec)
     assert "train-distributed" in tasks and "train" not in tasks
     assert tasks["merge-lora"]["inputs"]["artifacts"]["adapter"]["taskOutputArtifact"]["producerTask"] == \
         "train-distributed"
@@ -268,5 +269,5 @@ def test_compiled_pipeline_trains_through_the_trainjob_component_when_selected(t
     assert "tolerations" not in k8s
     # without the selection, the single-pod GPU step
     plain = compile_pipeline(load_config("qwen2.5-32b-gapo"), tmp_path / "q.yaml")
-    tasks = next(yaml.safe_load_all(plain.read_text()))["root"]["dag"]["tasks"]
+    tasks = pipeline_tasks(next(yaml.safe_load_all(plain.read_text())))
     assert "train" in tasks and "train-distributed" not in tasks

@@ -1,9 +1,11 @@
-"""Faults and recovery, and the security rules (issue 7), each with a real test.
+"""Faults and recovery, and the security rules, each with a real test.
 
-* training SIGKILLed mid-run: re-running the pipeline resumes from the last complete checkpoint and ends
-  where an uninterrupted run ends; secrets in the environment reach no param, tag, artifact or store byte
-* the tracking server stopped under the promote stage: retries (visible), a clean failure in tens of seconds,
-  nothing half-registered; after a restart on the same store one version with the right aliases
+* training SIGKILLed mid-run: re-running the pipeline resumes from the last complete checkpoint and trains
+  exactly what the uninterrupted run trained (the session's finished DAG, same config); secrets in the
+  environment reach no param, tag, artifact, store byte or uploaded object
+* the tracking server stopped under the promote stage: retries (visible), a clean failure, nothing
+  half-registered; after a restart on the same store one version with the right aliases; divtune's default
+  retry policy (the rest of the suite runs with one retry and no backoff, conftest.py)
 * a promotion interrupted between registering and moving aliases: the re-run completes it, no second version
 * an unreachable registry never reads as "absent" (which could register a second version)
 * safetensors only (a pickle is never loaded) and ``trust_remote_code`` off unless the config sets it
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -24,47 +27,15 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import REPO, _free_port, run_cli
 from divtune.config import load_config
 from divtune.errors import DivtuneError
-
-SECRETS = {
-    "AWS_SECRET_ACCESS_KEY": "s3cr3t-aws-4e1d9c",
-    "DIVTUNE_API_KEY": "s3cr3t-api-77a0b2",
-    "MLFLOW_TRACKING_PASSWORD": "s3cr3t-mlflow-c3f5",
-    "HF_TOKEN": "hf_s3cr3tT0ken9981",
-}
+from support import (DAG_BUCKET, DAG_EXPERIMENT, DAG_MODEL, REPO, SECRETS, dag_env, env_vars, free_port,
+                     home_sharing_models, read_json, run_cli, tensor_digests, write_dag_config)
 
 
 # --------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _env(**values: str | None):
-    """Set (None: unset) environment variables, then restore them and point MLflow back at the session store
-    (mlflow.set_tracking_uri is process-global: monkeypatch alone would leave it on this test's store)."""
-    from divtune.registry import tracking
-
-    old = {k: os.environ.get(k) for k in values}
-    for k, v in values.items():
-        os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-        tracking.setup()
-
-
-def _home_sharing_models(tmp_path: Path, session_home: Path) -> Path:
-    """A fresh DIVTUNE_HOME (own checkpoints, MLflow store, kfp cache) reusing the session's toy model cache."""
-    home = tmp_path / "home"
-    home.mkdir()
-    (session_home / "models").mkdir(exist_ok=True)
-    (home / "models").symlink_to(session_home / "models", target_is_directory=True)
-    return home
 
 
 def _scan_for_secrets(roots: list[Path], secrets: dict[str, str]) -> list[str]:
@@ -97,62 +68,30 @@ def _all_logged_text(client, experiment_ids: list[str], model_names: list[str]) 
     return "\n".join(chunks)
 
 
+def _trained(log_history: list[dict]) -> list[dict]:
+    """What training computed at each logged step (loss, rewards, diversity, grad norm, ...): every entry
+    without the wall-clock figures (times, throughput), which differ between any two runs."""
+    clock = ("time", "runtime", "per_second")
+    return [{k: v for k, v in e.items() if not any(c in k for c in clock)} for e in log_history]
+
+
 # --------------------------------------------------------------------------------------
 # training killed mid-run
 # --------------------------------------------------------------------------------------
 
 
-def test_last_checkpoint_skips_a_half_written_one(tmp_path):
-    """A kill while the Trainer saves leaves checkpoint-N without trainer_state.json (written last): resume
-    from the newest *complete* checkpoint instead of crashing on the broken one."""
-    from divtune.train.trainer import last_checkpoint
-
-    assert last_checkpoint(tmp_path / "none") is None
-    for step in (2, 4):
-        d = tmp_path / f"checkpoint-{step}"
-        d.mkdir()
-        (d / "adapter_model.safetensors").write_bytes(b"w")
-        (d / "trainer_state.json").write_text(json.dumps({"global_step": step}))
-    half = tmp_path / "checkpoint-6"
-    half.mkdir()
-    (half / "adapter_model.safetensors").write_bytes(b"w")  # killed before trainer_state.json
-    torn = tmp_path / "checkpoint-10"
-    torn.mkdir()
-    (torn / "trainer_state.json").write_text('{"global_step": 1')  # killed mid-write
-    (tmp_path / "checkpoint-x").mkdir()
-    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
-
-
-TINY = {"preset": "toy",
-        "train": {"max_steps": 6, "save_steps": 2, "logging_steps": 1, "num_generations": 4,
-                  "per_device_train_batch_size": 8, "lora": {"r": 4, "alpha": 8}},
-        "data": {"num_examples": 24},
-        "evaluate": {"samples_per_list": 10},
-        "registry": {"model_name": "faults-resume", "experiment": "faults"},
-        # Kubernetes Secret references (names only) travel in the config; their values never may
-        "cluster": {"secrets": [{"name": "divtune-s3", "keys": {"secret_key": "AWS_SECRET_ACCESS_KEY"}},
-                                {"name": "divtune-api", "keys": {"api_key": "DIVTUNE_API_KEY"}}]}}
-
-
 @pytest.mark.slow
-def test_pipeline_killed_mid_training_resumes_from_checkpoint(tmp_path, divtune_home, toy_model_dir):
+@pytest.mark.xdist_group("dag")
+def test_pipeline_killed_mid_training_resumes_from_checkpoint(tmp_path, divtune_home, toy_dag, s3_endpoint):
     """`divtune run` SIGKILLed (the whole process group: kfp.local and the train step) once checkpoint-2 is
     on disk; the same command again resumes training at step 2 (prepare/synthesize come from the KFP cache),
-    registers one version, and its held-out metrics match an uninterrupted training of the same config."""
-    import yaml
-
-    from divtune import stages
-    from divtune.evaluate import suites
-    from divtune.data.lists import synthesize_lists
+    registers one version, and trains exactly what the session's uninterrupted run of the same config trained:
+    the same log history step by step, the same adapter tensors, the same held-out metrics."""
     from divtune.registry import tracking
-    from divtune.models.merge import merge_lora
-    from divtune.train import trainer
 
-    home = _home_sharing_models(tmp_path, Path(divtune_home))
-    cfg_file = tmp_path / "tiny.yaml"
-    cfg_file.write_text(yaml.safe_dump(TINY))
-    env = {"DIVTUNE_HOME": str(home), "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
-           "MLFLOW_TRACKING_USERNAME": "divtune", **SECRETS}
+    home = home_sharing_models(tmp_path, Path(divtune_home))
+    cfg_file = write_dag_config(tmp_path / "dag.yaml")
+    env = dag_env(home, s3_endpoint)
     cmd = ["run", "--config", str(cfg_file), "--run-key", "killed-1", "--cache"]
 
     # 1. killed once checkpoint-2 is complete (trainer_state.json is written last)
@@ -164,68 +103,89 @@ def test_pipeline_killed_mid_training_resumes_from_checkpoint(tmp_path, divtune_
         while not list(home.glob("checkpoints/*/checkpoint-2/trainer_state.json")):
             assert proc.poll() is None, (tmp_path / "run1.log").read_text()[-3000:]
             assert time.time() < deadline, "no checkpoint-2 within 15 minutes"
-            time.sleep(0.2)
+            time.sleep(0.1)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
         log.close()
     ckpt_root = next(home.glob("checkpoints/*/checkpoint-2")).parent
-    assert not (ckpt_root / "checkpoint-6").exists()
+    assert not (ckpt_root / "checkpoint-4").exists()
 
     # 2. the same command again: resumes at step 2, completes, registers once
     res = run_cli(*cmd, env=env)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
-    assert "registered: faults-resume version 1" in res.stdout
+    assert f"registered: {DAG_MODEL} version 1" in res.stdout
 
-    with _env(MLFLOW_TRACKING_URI=env["MLFLOW_TRACKING_URI"]):
+    with env_vars(DIVTUNE_HOME=str(home), MLFLOW_TRACKING_URI=env["MLFLOW_TRACKING_URI"]):
         c = tracking.client()
-        parent = tracking.find_pipeline_run("faults", "killed-1")
+        parent = tracking.find_pipeline_run(DAG_EXPERIMENT, "killed-1")
         assert parent.info.status == "FINISHED"
         children = c.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
         by_stage: dict[str, list] = {}
         for r in children:
             by_stage.setdefault(r.data.tags["divtune.stage"], []).append(r)
         # prepare_base / synthesize_data finished before the kill: the re-run took them from the KFP cache
-        assert len(by_stage["prepare_base"]) == 1 and len(by_stage["synthesize_data"]) == 1
+        seen = {s: [(r.info.status, r.info.start_time) for r in rs] for s, rs in by_stage.items()}
+        cache = sorted(p.name for p in (home / "kfp-local" / ".kfp_cache").glob("*"))
+        assert len(by_stage["prepare_base"]) == 1 and len(by_stage["synthesize_data"]) == 1, (seen, cache)
         trains = sorted(by_stage["train"], key=lambda r: r.info.start_time)
         assert len(trains) == 2 and trains[0].info.status == "RUNNING"  # the killed one never ended
         resumed = trains[1]
         assert resumed.info.status == "FINISHED"
         assert resumed.data.params["resumed_from"].endswith("checkpoint-2")
-        assert resumed.data.metrics["final_train_runtime"] >= 0
         steps = {m.step for k in resumed.data.metrics if not k.startswith("final_")
                  for m in c.get_metric_history(resumed.info.run_id, k)}
-        assert steps and min(steps) >= 3 and max(steps) == 6, steps  # steps 1-2 were not trained again
-        state = json.loads((ckpt_root / "checkpoint-6" / "trainer_state.json").read_text())
-        assert state["global_step"] == 6
-        assert sorted({e["step"] for e in state["log_history"] if "loss" in e}) == [1, 2, 3, 4, 5, 6]
-        versions = c.search_model_versions("name = 'faults-resume'")
+        assert steps and min(steps) >= 3 and max(steps) == 4, steps  # steps 1-2 were not trained again
+        versions = c.search_model_versions(f"name = '{DAG_MODEL}'")
         assert len(versions) == 1
-        mv = versions[0]
-        assert c.get_model_version_by_alias("faults-resume", "challenger").version == mv.version
-        resumed_metrics = {k: parent.data.metrics[f"candidate_{k}"] for k in ("jsd_mean", "invalid_rate")}
-
-        # secrets: not in any param, tag, text artifact, version tag - nor anywhere in the store's bytes
-        blob = _all_logged_text(c, [parent.info.experiment_id], ["faults-resume"])
-        assert "divtune-s3" in blob  # the Secret *reference* is there (config.yaml) ...
-        for k, v in SECRETS.items():
-            assert v not in blob, f"{k} was logged"  # ... its value is not
+        assert c.get_model_version_by_alias(DAG_MODEL, "challenger").version == versions[0].version
+        resumed_metrics = {k: v for k, v in parent.data.metrics.items() if k.startswith(("candidate_", "base_"))}
     assert _scan_for_secrets([home / "mlflow.db", home / "mlartifacts", home / "kfp-local"], SECRETS) == []
 
-    # 3. an uninterrupted training of the same config, same base, same data: the same held-out metrics
-    cfg = load_config(path=cfg_file)
-    d = cfg.data
-    rows = [e.to_row() for e in synthesize_lists(d.num_examples, d.seed, d.categories, d.min_len, d.max_len)]
-    ref = trainer.train(toy_model_dir, rows, cfg.train, tmp_path / "ref-adapter", tmp_path / "ref-ckpt",
-                        dtype=cfg.model.dtype, system_prompt=d.system_prompt, few_shot=d.few_shot)
-    assert ref.resumed_from is None and ref.global_step == 6
-    merge_lora(toy_model_dir, ref.adapter_dir, tmp_path / "ref-merged", dtype=cfg.model.dtype)
-    straight, _ = suites.evaluate_model(cfg, tmp_path / "ref-merged")
-    print("resumed", resumed_metrics, "uninterrupted", straight)
-    # same seeds (training RNG state is restored from the checkpoint, evaluation is seeded): equal up to noise
-    assert abs(resumed_metrics["jsd_mean"] - straight["jsd_mean"]) <= 0.03
-    assert abs(resumed_metrics["invalid_rate"] - straight["invalid_rate"]) <= 0.03
+    # 3. what was trained is what the uninterrupted run (same config, same base, same data) trained
+    resumed_state = read_json(ckpt_root / "checkpoint-4" / "trainer_state.json")
+    straight_state = read_json(toy_dag.checkpoint(4) / "trainer_state.json")
+    assert resumed_state["global_step"] == straight_state["global_step"] == 4
+    assert [e["step"] for e in resumed_state["log_history"] if "loss" in e] == [1, 2, 3, 4]
+    assert _trained(resumed_state["log_history"]) == _trained(straight_state["log_history"])
+    assert tensor_digests(ckpt_root / "checkpoint-4" / "adapter_model.safetensors") == \
+        tensor_digests(toy_dag.checkpoint(4) / "adapter_model.safetensors")
+    with toy_dag.store():
+        straight = tracking.find_pipeline_run(DAG_EXPERIMENT, toy_dag.key).data.metrics
+    assert resumed_metrics and resumed_metrics == {k: straight[k] for k in resumed_metrics}
+
+
+# --------------------------------------------------------------------------------------
+# secrets
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.xdist_group("dag")
+def test_secrets_reach_no_param_tag_artifact_store_byte_or_object(toy_dag):
+    """The finished DAG ran with secrets in every stage's environment (as pods get them from Secrets): none
+    is in a param, tag, text artifact or version tag, in any byte of the MLflow store, the artifacts or the
+    kfp outputs, or in any object uploaded to the models bucket; the Secret *references* are there."""
+    import boto3
+
+    from divtune.registry import tracking
+
+    with toy_dag.store():
+        c = tracking.client()
+        parent = tracking.find_pipeline_run(DAG_EXPERIMENT, toy_dag.key)
+        blob = _all_logged_text(c, [parent.info.experiment_id], [DAG_MODEL])
+    assert "divtune-s3" in blob  # the Secret reference is logged (config.yaml) ...
+    for k, v in SECRETS.items():
+        assert v not in blob, f"{k} was logged"  # ... its value is not
+    home = toy_dag.home
+    assert _scan_for_secrets([home / "mlflow.db", home / "mlartifacts", home / "kfp-local"], SECRETS) == []
+    s3 = boto3.client("s3", endpoint_url=toy_dag.env["AWS_ENDPOINT_URL_S3"], region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=DAG_BUCKET, Prefix=f"m/{DAG_MODEL}/{toy_dag.key}/")["Contents"]]
+    assert any(k.endswith("model.safetensors") for k in keys), keys
+    for key in keys:
+        body = s3.get_object(Bucket=DAG_BUCKET, Key=key)["Body"].read()
+        assert not [k for k, v in SECRETS.items() if v.encode() in body], key
 
 
 # --------------------------------------------------------------------------------------
@@ -239,7 +199,7 @@ class MlflowServer:
 
     def __init__(self, root: Path):
         self.root = root
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
@@ -279,21 +239,10 @@ def mlflow_server(tmp_path):
     server = MlflowServer(tmp_path / "mlflow-server")
     server.start()
     try:
-        # divtune's bounded retry defaults, not a test's
-        with _env(MLFLOW_TRACKING_URI=server.url, MLFLOW_HTTP_REQUEST_MAX_RETRIES=None,
-                  MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR=None):
+        with env_vars(MLFLOW_TRACKING_URI=server.url):  # retries: the session's, one without backoff (conftest)
             yield server
     finally:
         server.stop()
-
-
-def _promote_in_subprocess(cfg_yaml: str, key: str, cand: Path, base: Path, out: Path):
-    """The promote stage as the KFP component runs it: a fresh process calling ``stages.promote``."""
-    code = "import sys; from divtune import stages; stages.promote(*sys.argv[1:])"
-    t0 = time.time()
-    res = subprocess.run([sys.executable, "-c", code, cfg_yaml, key, str(cand), str(base), str(out)],
-                         capture_output=True, text=True, cwd=REPO, timeout=600)
-    return res, time.time() - t0
 
 
 def _fake_merged_run(cfg, key: str, tmp_path: Path) -> None:
@@ -301,7 +250,6 @@ def _fake_merged_run(cfg, key: str, tmp_path: Path) -> None:
     import mlflow
 
     from divtune import stages
-    from divtune.evaluate import suites
     from divtune.registry import tracking
 
     stages.open_run(cfg.to_yaml(), key)
@@ -322,10 +270,14 @@ def _evals(tmp_path: Path) -> tuple[Path, Path]:
 
 
 @pytest.mark.slow
-def test_tracking_server_stopped_before_promote(mlflow_server, tmp_path):
-    """Server stopped: the promote stage retries (one notice per retry), fails in tens of seconds with the
-    tracking URI in its last line, and registers nothing; server restarted on the same stores: the stage
-    completes with exactly one version, challenger and champion on it; a further retry changes nothing."""
+def test_tracking_server_stopped_before_promote(mlflow_server, tmp_path, capfd):
+    """Server stopped: the promote stage retries (one notice per retry MLflow makes), fails with the tracking
+    URI in its error, and registers nothing; server restarted on the same stores: the stage completes with
+    exactly one version, challenger and champion on it; a further retry changes nothing."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from divtune import stages
     from divtune.registry import models as reg
     from divtune.registry import tracking
 
@@ -335,24 +287,27 @@ def test_tracking_server_stopped_before_promote(mlflow_server, tmp_path):
     _fake_merged_run(cfg, key, tmp_path)
     cand, base = _evals(tmp_path)
 
+    def promote(out: Path):
+        return stages.promote(cfg.to_yaml(), key, str(cand), str(base), str(out))
+
     mlflow_server.stop()
-    res, took = _promote_in_subprocess(cfg.to_yaml(), key, cand, base, tmp_path / "summary.json")
-    assert res.returncode != 0
-    lines = res.stderr.strip().splitlines()
-    retries = [ln for ln in lines if ln.startswith(f"divtune: retrying MLflow at {mlflow_server.url}: ")]
-    assert len(retries) >= 5, res.stderr[-3000:]  # divtune's default: 5 retries with backoff
-    assert 10 < took < 120, took  # bounded: tens of seconds, not MLflow's ~4 minutes
-    assert lines[-1].startswith("mlflow.exceptions.MlflowException: API request to " + mlflow_server.url)
+    capfd.readouterr()
+    with pytest.raises(MlflowException, match=f"API request to {mlflow_server.url}"):
+        promote(tmp_path / "summary.json")
+    err = capfd.readouterr().err
+    notices = [ln for ln in err.splitlines() if ln.startswith(f"divtune: retrying MLflow at {mlflow_server.url}: ")]
+    retries = int(os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"])
+    assert len(notices) == retries and notices[-1].endswith("0 retries left"), err[-3000:]
     assert not (tmp_path / "summary.json").exists()
+    assert mlflow.active_run() is None
 
     mlflow_server.start()  # same port, same backend store, same artifact store
     c = tracking.client()
     assert not reg.model_exists(name), "nothing may be registered by a stage that failed"
     assert tracking.find_stage_run("faults-srv", key, "promote") is None
 
-    res, _ = _promote_in_subprocess(cfg.to_yaml(), key, cand, base, tmp_path / "summary.json")
-    assert res.returncode == 0, res.stderr[-3000:]
-    summary = json.loads((tmp_path / "summary.json").read_text())
+    summary = promote(tmp_path / "summary.json")
+    assert summary == read_json(tmp_path / "summary.json")
     assert summary["version"] == "1" and summary["decision"]["promote"] is True
     versions = c.search_model_versions(f"name = '{name}'")
     assert [v.version for v in versions] == ["1"]
@@ -363,9 +318,54 @@ def test_tracking_server_stopped_before_promote(mlflow_server, tmp_path):
     got = reg.download_model_version(f"models:/{name}@champion", tmp_path / "dl")
     assert (got / "model.safetensors").read_bytes() == b"w" * 64
 
-    res, _ = _promote_in_subprocess(cfg.to_yaml(), key, cand, base, tmp_path / "again.json")
-    assert res.returncode == 0, res.stderr[-3000:]
+    assert promote(tmp_path / "again.json")["version"] == "1"
     assert len(c.search_model_versions(f"name = '{name}'")) == 1
+
+
+def test_default_mlflow_retry_policy_and_its_notice(monkeypatch, capsys):
+    """Without the environment saying otherwise, divtune bounds MLflow's HTTP retries (5, backoff factor 1:
+    tens of seconds in all, not MLflow's ~4 minutes), and urllib3's silent retries become one stderr line each.
+    The rest of the suite runs with one retry and no backoff (conftest.py), so this is the one check."""
+    from urllib3.exceptions import ProtocolError
+    from urllib3.util.retry import Retry
+
+    from divtune.registry import tracking
+
+    for k in tracking.HTTP_RETRY_DEFAULTS:
+        monkeypatch.delenv(k, raising=False)
+    url = f"http://127.0.0.1:{free_port()}"
+    with env_vars(MLFLOW_TRACKING_URI=url):
+        tracking.setup()
+        assert {k: os.environ[k] for k in tracking.HTTP_RETRY_DEFAULTS} == tracking.HTTP_RETRY_DEFAULTS
+        from mlflow.environment_variables import (MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR,
+                                                  MLFLOW_HTTP_REQUEST_BACKOFF_JITTER, MLFLOW_HTTP_REQUEST_MAX_RETRIES)
+        from mlflow.utils.request_utils import _get_request_session
+
+        # the retry MLflow builds from them: the waits it would sleep between attempts, computed, not waited
+        retry = _get_request_session(MLFLOW_HTTP_REQUEST_MAX_RETRIES.get(), MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get(),
+                                     0.0, (), True, True).get_adapter(url).max_retries
+        assert retry.total == 5
+        waits = []
+        while True:
+            try:
+                retry = retry.increment("GET", "/api", error=ProtocolError("connection refused"))
+            except Exception:  # noqa: BLE001 - urllib3's MaxRetryError: retries exhausted
+                break
+            waits.append(retry.get_backoff_time())
+        assert len(waits) == 5 and 10 < sum(waits) + 5 * MLFLOW_HTTP_REQUEST_BACKOFF_JITTER.get() < 120, waits
+
+        # one notice per retry, naming the store, the request (without its query) and what is left
+        capsys.readouterr()
+        lg = logging.getLogger("urllib3.connectionpool")
+        lg.warning("Retrying (%r) after connection broken by '%r': %s", Retry(total=3),
+                   ProtocolError("connection refused"), "/api/2.0/mlflow/experiments/get?experiment_id=1")
+        lg.warning("Connection pool is full, discarding connection: %s", "127.0.0.1")  # not a retry: nothing
+        assert capsys.readouterr().err.splitlines() == [
+            f"divtune: retrying MLflow at {url}: /api/2.0/mlflow/experiments/get failed (ProtocolError); "
+            "3 retries left"]
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")  # the environment overrides the defaults
+    tracking.setup()
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "2"
 
 
 def test_promotion_interrupted_between_register_and_alias(tmp_path, monkeypatch):
@@ -375,7 +375,6 @@ def test_promotion_interrupted_between_register_and_alias(tmp_path, monkeypatch)
     from mlflow.exceptions import MlflowException
 
     from divtune import stages
-    from divtune.evaluate import suites
     from divtune.promotion import gate
     from divtune.registry import models as reg
     from divtune.registry import tracking
@@ -415,7 +414,7 @@ def test_unreachable_registry_is_an_error_not_absent():
 
     from divtune.registry import models as reg
 
-    with _env(MLFLOW_TRACKING_URI=f"http://127.0.0.1:{_free_port()}", MLFLOW_HTTP_REQUEST_MAX_RETRIES="0"):
+    with env_vars(MLFLOW_TRACKING_URI=f"http://127.0.0.1:{free_port()}", MLFLOW_HTTP_REQUEST_MAX_RETRIES="0"):
         for call in (lambda: reg.version_for_run_key("m", "rk"), lambda: reg.get_alias("m", "champion"),
                      lambda: reg.model_exists("m"), lambda: reg.lookup("models:/m@champion")):
             with pytest.raises(MlflowException, match="API request to http://127.0.0.1"):
@@ -436,7 +435,6 @@ def _pickle_only_model(tmp_path: Path) -> Path:
 
 
 def test_pickle_only_weights_are_refused_by_every_loader(tmp_path):
-    from divtune import stages
     from divtune.evaluate import suites
     from divtune.evaluate.generation import HFGenerator
     from divtune.models.merge import merge_lora

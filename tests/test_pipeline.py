@@ -9,25 +9,31 @@ import pytest
 import yaml
 
 from divtune.config import load_config, load_images
+from support import DAG_BUCKET, DAG_EXPERIMENT, DAG_MODEL, pipeline_tasks
 
 STAGES = {"open-run", "prepare-base", "synthesize-data", "train", "merge-lora", "evaluate", "evaluate-2", "promote"}
+#: steps that hold no model: no GPU, no GPU node
+MODEL_FREE = ("exec-open-run", "exec-close-run", "exec-synthesize-data")
 
 
-def test_compile_round_trip(tmp_path):
+def test_compile_round_trip(tmp_path, cli):
     from google.protobuf import json_format
     from kfp.pipeline_spec import pipeline_spec_pb2
 
-    from conftest import run_cli
-
     out = tmp_path / "retrain.yaml"
-    res = run_cli("compile", "--preset", "toy", "-o", str(out))
+    res = cli("compile", "--preset", "toy", "-o", str(out))
     assert res.returncode == 0, res.stderr[-2000:]
     docs = list(yaml.safe_load_all(out.read_text()))
-    assert len(docs) == 1  # the toy asks for no Kubernetes settings
     spec = json_format.ParseDict(docs[0], pipeline_spec_pb2.PipelineSpec())
     assert spec.pipeline_info.name == "divtune-retrain"
-    tasks = set(spec.root.dag.tasks)
-    assert tasks == STAGES, tasks
+    tasks = pipeline_tasks(docs[0])
+    # the stages run inside an exit handler whose closing step marks a failed run FAILED in MLflow
+    assert set(tasks) == STAGES | {"exit-handler-1", "close-run"}, set(tasks)
+    assert set(spec.root.dag.tasks) == {"exit-handler-1", "close-run"}
+    # the toy asks for no Kubernetes settings beyond each step's deadline: no GPU, volume or Secret
+    for doc in docs[1:]:
+        for name, ex in doc["platforms"]["kubernetes"]["deploymentSpec"]["executors"].items():
+            assert set(ex) <= {"activeDeadlineSeconds"}, (name, ex)
     # every executor runs in an image from configs/images.yaml and does not pip-install kfp
     images = load_images()
     allowed = {images.ref("trainer"), images.ref("evaluator")}
@@ -40,14 +46,14 @@ def test_compile_round_trip(tmp_path):
 
     assert config_from_yaml_text(default) == load_config("toy")
     # DAG edges: train consumes the base model and the data; promote consumes both evaluations
-    train = spec.root.dag.tasks["train"]
-    assert set(train.inputs.artifacts) == {"base_model", "data"}
-    assert set(spec.root.dag.tasks["promote"].inputs.artifacts) == {"candidate_eval", "base_eval"}
+    assert set(tasks["train"]["inputs"]["artifacts"]) == {"base_model", "data"}
+    assert set(tasks["promote"]["inputs"]["artifacts"]) == {"candidate_eval", "base_eval"}
 
 
 def test_compiled_spec_carries_kubernetes_settings(tmp_path):
-    """GPU preset: accelerators on train/evaluate, tolerations + node selector on GPU steps, the cache PVC and
-    Secret references (never values) on every step, tracking env; parsed back with kfp's proto types."""
+    """GPU preset: accelerators on train/evaluate/promote (promotion may evaluate the champion again), none on
+    the steps that hold no model, tolerations + node selector on GPU steps, the cache PVC and Secret references
+    (never values) on every step, tracking env; parsed back with kfp's proto types."""
     from google.protobuf import json_format
     from kfp.pipeline_spec import pipeline_spec_pb2
 
@@ -58,14 +64,16 @@ def test_compiled_spec_carries_kubernetes_settings(tmp_path):
     spec_doc, platform_doc = yaml.safe_load_all(out.read_text())
     spec = json_format.ParseDict(spec_doc, pipeline_spec_pb2.PipelineSpec())
     execs = spec_doc["deploymentSpec"]["executors"]
-    for name in ("exec-train", "exec-evaluate", "exec-evaluate-2"):
+    for name in ("exec-train", "exec-evaluate", "exec-evaluate-2", "exec-promote"):
         acc = execs[name]["container"]["resources"]["accelerator"]
         assert acc["resourceType"] == "nvidia.com/gpu" and int(acc["resourceCount"]) >= 1, name
-    assert "accelerator" not in execs["exec-promote"]["container"].get("resources", {})
+    for name in MODEL_FREE:
+        assert "accelerator" not in execs[name]["container"].get("resources", {}), name
     k8s = platform_doc["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert k8s["exec-train"]["tolerations"][0]["key"] == "nvidia.com/gpu"
     assert k8s["exec-train"]["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
-    assert "tolerations" not in k8s["exec-promote"]
+    for name in MODEL_FREE:
+        assert "tolerations" not in k8s[name], name
     for name, ex in k8s.items():
         assert ex["pvcMount"][0]["mountPath"] == "/mnt/divtune", name
         assert ex["secretAsEnv"][0]["secretName"] == "divtune-s3", name
@@ -96,77 +104,64 @@ def test_synthesize_component_through_kfp_local(tmp_path):
 
 
 @pytest.mark.slow
-def test_whole_pipeline_on_the_toy(divtune_home, toy_model_dir, monkeypatch, aws_env):
-    """Every stage runs for real on the toy (few steps); MLflow holds the parent + child runs and
-    the registered version carries its decision; re-running promotion registers nothing twice."""
+@pytest.mark.xdist_group("dag")
+def test_whole_pipeline_on_the_toy(toy_dag):
+    """Every stage ran for real on the toy (the session's finished `divtune run`, support.DAG_CONFIG): MLflow
+    holds the parent + child runs, the registered version carries the gate's decision on the run's own metrics
+    and points at the merged model in S3; retrying the promotion and re-running the pipeline with KFP caching
+    (the fixture's second run) register nothing twice and train, merge and evaluate nothing again."""
     from divtune import stages
+    from divtune.config import load_config as load
+    from divtune.promotion import gate
+    from divtune.promotion.promote import policy_for
     from divtune.registry import models as reg
     from divtune.registry import tracking
-    from divtune_kfp.pipelines.local import run_local
 
-    cfg = load_config("toy", overrides=[
-        "train.max_steps=3", "train.save_steps=2", "data.num_examples=40", "evaluate.samples_per_list=20",
-        "registry.model_name=smoke-model", "registry.experiment=smoke", "storage.models_uri=s3://smoke-models/m"])
-    from divtune import storage
-
-    storage.client().create_bucket(Bucket="smoke-models")
-    secrets = {"AWS_SECRET_ACCESS_KEY": "s3cr3t-aws-9f1c", "MLFLOW_TRACKING_PASSWORD": "s3cr3t-mlflow-77ab",
-               "HF_TOKEN": "hf_s3cr3t0000"}
-    for k, v in secrets.items():  # every stage process inherits these, as pods get them from Secrets
-        monkeypatch.setenv(k, v)
-    key = run_local(cfg, "smoke-run-1", enable_caching=True)
-    c = tracking.client()
-    parent = tracking.find_pipeline_run("smoke", key)
-    assert parent.info.status == "FINISHED"
-    children = c.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
-    assert {r.data.tags["divtune.stage"] for r in children} == {
-        "prepare_base", "synthesize_data", "train", "merge_lora", "evaluate_base", "evaluate_candidate", "promote"}
-    assert all(r.info.status == "FINISHED" for r in children)
-    train_run = next(r for r in children if r.data.tags["divtune.stage"] == "train")
-    assert train_run.data.params["train.method"] == "gapo"
-    hist = c.get_metric_history(train_run.info.run_id, "diversity/group_jsd")
-    assert hist, "live diversity metrics must be logged while training"
-    for k in ("base_jsd_mean", "candidate_jsd_mean", "base_invalid_rate", "candidate_invalid_rate"):
-        assert k in parent.data.metrics
-    summary = json.loads(Path(c.download_artifacts(parent.info.run_id, "summary.json")).read_text())
-    versions = c.search_model_versions("name = 'smoke-model'")
-    assert len(versions) == 1
-    mv = versions[0]
-    assert mv.tags["divtune.decision"] in ("promote", "reject")
-    assert reg.get_alias("smoke-model", "challenger").version == mv.version
-    champion = reg.get_alias("smoke-model", "champion")
-    assert (champion is not None) == summary["decision"]["promote"]
-    # the registered version points at the merged model in object storage; its files are a safetensors model
-    assert mv.source == f"s3://smoke-models/m/smoke-model/{key}"
-    files = {p.name for p in reg.download_model_version("models:/smoke-model@challenger").iterdir()}
-    assert "model.safetensors" in files and "tokenizer.json" in files and not any(f.endswith(".bin") for f in files)
-    # retrying promotion of the same pipeline run registers nothing new
-    root = Path(divtune_home) / "retry"
-    root.mkdir()
-    cand = root / "c.json"
-    base = root / "b.json"
-    cand.write_text(json.dumps({"metrics": summary["candidate"]}))
-    base.write_text(json.dumps({"metrics": summary["base"]}))
-    stages.open_run(cfg.to_yaml(), key)
-    again = stages.promote(cfg.to_yaml(), key, str(cand), str(base), str(root / "s.json"))
-    assert again["version"] == str(mv.version)
-    assert len(c.search_model_versions("name = 'smoke-model'")) == 1
-    # secrets never reach params, tags or artifacts we write (issue 7, security)
-    runs = c.search_runs([parent.info.experiment_id])
-    blob = json.dumps([[r.data.params, r.data.tags] for r in runs] + [dict(v.tags) for v in
-                      c.search_model_versions("name = 'smoke-model'")]) + json.dumps(summary)
-    blob += "".join(Path(c.download_artifacts(parent.info.run_id, a.path)).read_text()
-                    for a in c.list_artifacts(parent.info.run_id) if a.path.endswith((".yaml", ".json")))
-    for v in secrets.values():
-        assert v not in blob
-    # the same pipeline run again with KFP caching: every cacheable step is reused (no second train / merge /
-    # evaluate child run), promotion re-runs and registers nothing twice
-    assert run_local(cfg, key, enable_caching=True) == key
-    stages_now = [r.data.tags["divtune.stage"] for r in
-                  c.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")]
-    for s in ("train", "merge_lora", "evaluate_candidate", "evaluate_base", "synthesize_data"):
-        assert stages_now.count(s) == 1, stages_now
-    assert len(c.search_model_versions("name = 'smoke-model'")) == 1
+    assert f"registered: {DAG_MODEL} version 1" in toy_dag.first.stdout, toy_dag.first.stdout[-2000:]
+    cfg = load(path=toy_dag.config)
+    with toy_dag.store():
+        c = tracking.client()
+        parent = tracking.find_pipeline_run(DAG_EXPERIMENT, toy_dag.key)
+        assert parent.info.status == "FINISHED"
+        children = c.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+        stages_run = [r.data.tags["divtune.stage"] for r in children]
+        assert set(stages_run) == {"prepare_base", "synthesize_data", "train", "merge_lora", "evaluate_base",
+                                   "evaluate_candidate", "promote"}
+        assert all(r.info.status == "FINISHED" for r in children)
+        # the cached re-run: every cacheable step reused (one child run each), promotion ran again
+        for s in ("train", "merge_lora", "evaluate_candidate", "evaluate_base", "synthesize_data"):
+            assert stages_run.count(s) == 1, stages_run
+        assert stages_run.count("promote") == 2, stages_run
+        train_run = next(r for r in children if r.data.tags["divtune.stage"] == "train")
+        assert train_run.data.params["train.method"] == "gapo"
+        hist = c.get_metric_history(train_run.info.run_id, "diversity/group_jsd")
+        assert sorted(m.step for m in hist) == list(range(1, cfg.train.max_steps + 1)), "live diversity metrics"
+        summary = json.loads(Path(c.download_artifacts(parent.info.run_id, "summary.json")).read_text())
+        for role in ("base", "candidate"):
+            for k in ("jsd_mean", "invalid_rate"):
+                assert parent.data.metrics[f"{role}_{k}"] == pytest.approx(summary[role][k])
+        [mv] = c.search_model_versions(f"name = '{DAG_MODEL}'")
+        # the version carries the gate's decision on this run's metrics (no champion yet: against the base)
+        decision = gate.decide(policy_for(cfg), summary["candidate"], summary["base"], "base")
+        assert gate.decision_from_tags(mv.tags).promote == decision.promote == summary["decision"]["promote"]
+        assert mv.tags["divtune.decision"] == ("promote" if decision.promote else "reject")
+        assert reg.get_alias(DAG_MODEL, "challenger").version == mv.version
+        champion = reg.get_alias(DAG_MODEL, "champion")
+        assert (champion is not None and champion.version == mv.version) == decision.promote
+        # the registered version points at the merged model in object storage; its files are a safetensors model
+        assert mv.source == f"s3://{DAG_BUCKET}/m/{DAG_MODEL}/{toy_dag.key}"
+        files = {p.name for p in reg.download_model_version(f"models:/{DAG_MODEL}@challenger").iterdir()}
+        assert "model.safetensors" in files and "tokenizer.json" in files and not any(f.endswith(".bin") for f in files)
+        # retrying promotion of the same pipeline run registers nothing new
+        root = toy_dag.home / "retry"
+        root.mkdir(exist_ok=True)
+        cand, base = root / "c.json", root / "b.json"
+        cand.write_text(json.dumps({"metrics": summary["candidate"]}))
+        base.write_text(json.dumps({"metrics": summary["base"]}))
+        stages.open_run(cfg.to_yaml(), toy_dag.key)
+        again = stages.promote(cfg.to_yaml(), toy_dag.key, str(cand), str(base), str(root / "s.json"))
+        assert again["version"] == str(mv.version)
+        assert len(c.search_model_versions(f"name = '{DAG_MODEL}'")) == 1
 
 
 def test_trainjob_manifest_for_multi_gpu_training():
@@ -192,8 +187,4 @@ def test_trainjob_manifest_for_multi_gpu_training():
     vols = {v["name"]: v for v in over["volumes"]}
     assert vols["divtune-cache"]["persistentVolumeClaim"]["claimName"] == "divtune-cache"
     assert vols["dshm"]["emptyDir"]["medium"] == "Memory"  # NCCL shared memory
-    # the entry point the pods run parses that config (bad env is a one-line error)
-    from conftest import run_cli
-
-    res = run_cli("train", "--config-json-env", "NO_SUCH_VAR_X", "--data", "/x.jsonl", "-o", "/tmp/x")
-    assert res.returncode == 2 and "NO_SUCH_VAR_X is empty or unset" in res.stderr
+    # (the entry point with that variable unset: tests/test_bad_input_table.py, config-json-env-unset)
