@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from divtune.config import LoraConfig, TrainConfig, load_config
@@ -17,18 +19,47 @@ def _tc(**kw):
     return TrainConfig(**base)
 
 
-@pytest.mark.slow
-def test_killed_run_resumes_from_last_checkpoint(toy_model_dir, tmp_path):
-    from divtune.train.trainer import train
+@pytest.mark.xdist_group("tiny")
+def test_training_resumes_from_the_last_complete_checkpoint(tiny_gapo, toy_model_dir, tmp_path):
+    """A kill while the Trainer saves leaves checkpoint-N without trainer_state.json (written last) or with a
+    torn one: training resumes from the newest *complete* checkpoint, keeps the history logged up to it, and
+    trains only the steps after it (the session's 2-step GAPO run, killed while saving step 3). The whole
+    pipeline killed mid-run: tests/test_faults.py."""
+    import dataclasses
+    import shutil
 
-    rows = [e.to_row() for e in synthesize_lists(20, 0, load_config("toy").data.categories)]
-    first = train(toy_model_dir, rows, _tc(max_steps=2), tmp_path / "a1", tmp_path / "ckpt")
-    assert first.global_step == 2 and first.resumed_from is None
-    assert (tmp_path / "a1" / "adapter_model.safetensors").is_file()
-    # "killed" after step 2: starting again with the same checkpoint dir continues from checkpoint-2
-    again = train(toy_model_dir, rows, _tc(max_steps=3), tmp_path / "a2", tmp_path / "ckpt")
-    assert again.resumed_from is not None and again.resumed_from.endswith("checkpoint-2")
-    assert again.global_step == 3
+    from divtune.train.trainer import last_checkpoint, train
+
+    odd = tmp_path / "odd"
+    assert last_checkpoint(odd) is None
+    for step in (2, 4):
+        d = odd / f"checkpoint-{step}"
+        d.mkdir(parents=True)
+        (d / "adapter_model.safetensors").write_bytes(b"w")
+        (d / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    (odd / "checkpoint-6").mkdir()
+    (odd / "checkpoint-6" / "adapter_model.safetensors").write_bytes(b"w")  # killed before trainer_state.json
+    (odd / "checkpoint-10").mkdir()
+    (odd / "checkpoint-10" / "trainer_state.json").write_text('{"global_step": 1')  # killed mid-write
+    (odd / "checkpoint-x").mkdir()
+    assert last_checkpoint(odd) == str(odd / "checkpoint-4")
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_gapo.checkpoints, ckpt)
+    assert {p.name for p in ckpt.glob("checkpoint-*")} == {"checkpoint-1", "checkpoint-2"}
+    half = ckpt / "checkpoint-3"
+    half.mkdir()
+    (half / "adapter_model.safetensors").write_bytes(b"half")  # step 3 was being saved when the kill came
+    assert last_checkpoint(ckpt) == str(ckpt / "checkpoint-2")
+    cfg = tiny_gapo.cfg
+    res = train(toy_model_dir, tiny_gapo.rows, dataclasses.replace(cfg.train, max_steps=3), tmp_path / "adapter", ckpt,
+                dtype=cfg.model.dtype, system_prompt=cfg.data.system_prompt, few_shot=cfg.data.few_shot)
+    assert res.resumed_from == str(ckpt / "checkpoint-2") and res.global_step == 3
+    before = json.loads((tiny_gapo.checkpoints / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
+    after = json.loads((ckpt / "checkpoint-3" / "trainer_state.json").read_text())
+    assert after["global_step"] == 3 and [e["step"] for e in after["log_history"] if "loss" in e] == [1, 2, 3]
+    assert after["log_history"][:len(before)] == before  # steps 1-2 come from the checkpoint, not trained again
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
 
 
 def test_batch_geometry_refused_before_training(tmp_path):
