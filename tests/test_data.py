@@ -30,13 +30,18 @@ def test_records_follow_the_spec(tmp_path):
     assert back == ex
 
 
-def test_banks():
-    assert len(TEMPLATES) >= 12
-    assert len(TRAIN_CATEGORIES["letters"]) == 26
-    for cat, items in TRAIN_CATEGORIES.items():
-        if cat != "numbers":
-            assert len(items) >= 50 or cat == "letters", cat
-    assert len(HELDOUT_LISTS) == 10 and all(len(v) == 8 for v in HELDOUT_LISTS.values())
+def test_banks_are_lists_the_synthesizer_can_draw_from():
+    """Every bank holds distinct items (case-insensitively), enough for the longest list the synthesizer is
+    asked for by default; held-out lists are valid lists; no held-out item is a training item."""
+    from divtune.config import load_config
+
+    d = load_config("toy").data
+    for cat, items in {**TRAIN_CATEGORIES, **HELDOUT_LISTS}.items():
+        assert len({x.casefold() for x in items}) == len(items), cat
+        assert all(x.strip() == x and x for x in items), cat
+    for cat in d.categories:
+        assert len(TRAIN_CATEGORIES[cat]) >= d.max_len, cat
+    assert len(set(TEMPLATES)) == len(TEMPLATES)
     assert check_disjoint() == []
 
 
@@ -103,7 +108,7 @@ def test_pipeline_dataset_from_config_file_or_synthesis(tmp_path, aws_env):
 
     from divtune.config import load_config
     from divtune.data.dataset import materialize, training_rows
-    from divtune.errors import DataError
+    from divtune.errors import DataError, DivtuneError
 
     d = load_config("toy", overrides=["data.task=math", "data.num_examples=5"]).data
     assert materialize(d, tmp_path / "math.jsonl") == 5
@@ -125,7 +130,7 @@ def test_pipeline_dataset_from_config_file_or_synthesis(tmp_path, aws_env):
     with pytest.raises(DataError, match="line 1"):
         materialize(load_config("toy", overrides=["data.task=prompts", f"data.path={bad}"]).data, tmp_path / "y.jsonl")
     assert not (tmp_path / "y.jsonl").exists()
-    with pytest.raises(Exception, match="s3://data-bkt/nope.jsonl"):
+    with pytest.raises(DivtuneError, match="s3://data-bkt/nope.jsonl"):
         materialize(load_config("toy", overrides=["data.task=math", "data.path=s3://data-bkt/nope.jsonl"]).data,
                     tmp_path / "z.jsonl")
 

@@ -13,9 +13,8 @@ FIXTURES = Path(__file__).parent / "fixtures" / "benchmarks"
 
 @pytest.mark.slow
 def test_evaluate_model_runs_every_configured_suite(toy_model_dir):
-    from divtune import stages
-    from divtune.evaluate import suites
     from divtune.config import load_config
+    from divtune.evaluate import suites
 
     cfg = load_config("toy", overrides=[
         "evaluate.suites=[lists, open_set, creative, benchmarks]", "evaluate.samples_per_list=4",

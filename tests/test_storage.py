@@ -8,6 +8,7 @@ import pytest
 
 from divtune import storage
 from divtune.errors import DivtuneError
+from support import one_error_line
 
 
 @pytest.fixture(autouse=True)
@@ -136,13 +137,6 @@ def _registered_versions() -> int:
     return len(tracking.client().search_model_versions(""))
 
 
-def _one_error_line(res) -> str:
-    assert res.returncode == 2, res.stderr[-2000:]
-    lines = [ln for ln in res.stderr.strip().splitlines() if ln.startswith("divtune: error:")]
-    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
-    return lines[0]
-
-
 def test_wrong_credentials_are_rejected_once_authentication_is_on(tmp_path, bucket, s3_auth, monkeypatch):
     make_user, enable = s3_auth
     good = make_user()
@@ -163,22 +157,20 @@ def test_wrong_credentials_are_rejected_once_authentication_is_on(tmp_path, buck
     assert not any(k.startswith("auth/bad/") for k in _keys(bucket))
 
 
-def test_run_with_wrong_credentials_or_missing_bucket_fails_before_anything_runs(bucket, s3_auth, monkeypatch):
+def test_run_with_wrong_credentials_or_missing_bucket_fails_before_anything_runs(bucket, s3_auth, monkeypatch, cli):
     """``divtune run`` checks the bucket before the first step: one line, exit 2, nothing in the bucket, no
     registered model version (the unreachable endpoint: tests/test_bad_input_table.py)."""
-    from conftest import run_cli
-
     make_user, enable = s3_auth
     good = make_user()
     enable()
     before = _registered_versions()
     bad_env = {**good, "AWS_SECRET_ACCESS_KEY": "not-the-secret"}
-    res = run_cli("run", "--set", f"storage.models_uri=s3://{bucket}/models", "--set", "registry.model_name=s3-auth",
-                  env=bad_env)
-    line = _one_error_line(res)
+    res = cli("run", "--set", f"storage.models_uri=s3://{bucket}/models", "--set", "registry.model_name=s3-auth",
+              env=bad_env)
+    line = one_error_line(res)
     assert f"s3://{bucket}/models" in line and "access denied (check credentials)" in line, line
-    res = run_cli("run", "--set", "storage.models_uri=s3://no-such-bucket-divtune/models", env=good)
-    line = _one_error_line(res)
+    res = cli("run", "--set", "storage.models_uri=s3://no-such-bucket-divtune/models", env=good)
+    line = one_error_line(res)
     assert "s3://no-such-bucket-divtune/models" in line and "does not exist" in line, line
     _use_credentials(monkeypatch, **good)
     assert _keys(bucket) == [] and _registered_versions() == before
