@@ -31,7 +31,9 @@ fi
 
 # the staged context, shared by every image of this call
 ctx=$(mktemp -d "${TMPDIR:-/tmp}/divtune-ctx.XXXXXX"); trap 'rm -rf "$ctx"' EXIT
-git ls-files -co --exclude-standard -- pyproject.toml README.md divtune components pipelines configs images \
+# (of images/ only what the Dockerfiles copy: editing a build script does not invalidate the images)
+git ls-files -co --exclude-standard -- pyproject.toml README.md divtune components pipelines configs \
+    'images/*.Dockerfile' 'images/requirements-*.lock' 'images/*-entrypoint.*' \
     | while read -r f; do [ -f "$f" ] && printf '%s\0' "$f"; done | xargs -0 cp --parents -t "$ctx"
 mkdir -p "$ctx/wheels" "$ctx/certs"
 # a TLS-intercepting proxy's CA for pip inside the build (build stage only; never in an image's final layers)
@@ -68,7 +70,11 @@ for name in "$@"; do
     echo "[build] $ref (variant $v, base ${base:-default})" >&2
     docker build --network host -f "$ctx/$df" "${base_args[@]}" --build-arg "VARIANT=$v" \
         --build-arg "IMAGE_REGISTRY=$registry" --build-arg "IMAGE_TAG=$t" \
-        --label "divtune.content-key=$key" --label "org.opencontainers.image.revision=$(git rev-parse HEAD)" \
+        --label "divtune.content-key=$key" --label "divtune.variant=$v" --label "org.opencontainers.image.revision=$(git rev-parse HEAD)" \
         -t "$ref" "$ctx" >&2
     echo "$name $ref built $(( $(date +%s) - start ))"
+    # older builds of this image under this registry go (their layers stay while another image uses them)
+    docker images --filter "label=divtune.variant=$v" --format '{{.Repository}}:{{.Tag}}' "$registry/$repo" \
+        | grep -vxF "$ref" | xargs -r docker rmi >/dev/null 2>&1 || true
 done
+docker image prune -f >/dev/null 2>&1 || true  # dangling layers of replaced builds
