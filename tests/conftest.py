@@ -7,6 +7,9 @@ Helpers live in support.py (``from support import ...``), not here.
 from __future__ import annotations
 
 import functools
+import json
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +19,10 @@ from support import (DAG_BUCKET, cli_main, dag_env, env_vars, free_port, home_sh
                      write_dag_config)
 from support import REPO  # noqa: F401 - tests/test_group_reward_example.py imports it from here
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers on two cores: one thread each (and in every child process)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 #: Suite-wide, for this process and every process it starts: a stopped tracking server fails a request at
 #: once (one retry, no backoff) instead of after divtune's default ~30 s policy, which one unit test checks
 #: (tests/test_faults.py::test_default_mlflow_retry_policy_and_its_notice).
@@ -23,16 +30,17 @@ SESSION_ENV = {"HF_HUB_OFFLINE": "1", "DIVTUNE_NO_PROGRESS": "1", "TOKENIZERS_PA
                "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0"}
 
 
-#: Tests that share an expensive session fixture carry ``@pytest.mark.xdist_group(NAME)``: under ``-n 2 --dist
-#: loadgroup`` (make test) each group runs on one worker, so the fixture is built once; the groups go first, so
-#: the longest chain (the whole DAG, then the kill-and-resume run compared with it) starts at once.
-GROUPS_FIRST = ("dag", "tiny")
+#: The costliest modules, costliest first; the rest follow in collection order. ``make test`` runs ``-n 2 --dist
+#: loadfile`` (one worker per module), and longest-first keeps the two workers' loads even: the whole-DAG module
+#: (the DAG run, then the kill-and-resume run compared with it) is the longest chain and starts at once.
+COSTLIEST_FIRST = ("test_dag_run.py", "test_repro.py", "test_toy_model.py", "test_serve.py",
+                   "test_partitioner_training.py", "test_faults.py", "test_mlflow_server.py", "test_evaluate_stage.py")
 
 
 def pytest_collection_modifyitems(config, items):
     def rank(item) -> int:
-        names = [m.args[0] if m.args else m.kwargs.get("name") for m in item.iter_markers("xdist_group")]
-        return next((i for i, g in enumerate(GROUPS_FIRST) if g in names), len(GROUPS_FIRST))
+        name = item.path.name
+        return COSTLIEST_FIRST.index(name) if name in COSTLIEST_FIRST else len(COSTLIEST_FIRST)
 
     items.sort(key=rank)  # stable: within a rank, the collection order
 
@@ -102,32 +110,59 @@ class TinyModel:
     global_step: int
 
 
-def _train_tiny(root: Path, base: Path, method: str, extra: list[str]) -> TinyModel:
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """``build(directory)`` once per test run. Under xdist the workers share one directory: the first to get the
+    lock builds it, the others wait and reuse it."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        d = tmp_path_factory.mktemp(name)
+        build(d)
+        return d
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp().parent  # the run's, above every worker's own
+    d = root / name
+    with FileLock(str(root / f"{name}.lock")):
+        if not (d / ".built").is_file():
+            shutil.rmtree(d, ignore_errors=True)
+            d.mkdir()
+            build(d)
+            (d / ".built").write_text("")
+    return d
+
+
+def _tiny(tmp_path_factory, base: Path, method: str, extra: list[str]) -> TinyModel:
     from divtune.config import load_config
     from divtune.data.lists import synthesize_lists
-    from divtune.models.merge import merge_lora
-    from divtune.train.trainer import train
 
     cfg = load_config("toy", overrides=[*TINY_OVERRIDES, f"train.method={method}", *extra])
     d = cfg.data
     rows = [e.to_row() for e in synthesize_lists(d.num_examples, d.seed, d.categories, d.min_len, d.max_len)]
-    res = train(base, rows, cfg.train, root / "adapter", root / "checkpoints", dtype=cfg.model.dtype,
-                system_prompt=d.system_prompt, few_shot=d.few_shot)
-    merge_lora(base, res.adapter_dir, root / "merged", dtype=cfg.model.dtype)
-    return TinyModel(method, cfg, rows, res.adapter_dir, root / "checkpoints", root / "merged", res.global_step)
+
+    def build(root: Path) -> None:
+        from divtune.models.merge import merge_lora
+        from divtune.train.trainer import train
+
+        res = train(base, rows, cfg.train, root / "adapter", root / "checkpoints", dtype=cfg.model.dtype,
+                    system_prompt=d.system_prompt, few_shot=d.few_shot)
+        merge_lora(base, res.adapter_dir, root / "merged", dtype=cfg.model.dtype)
+        (root / "result.json").write_text(json.dumps({"global_step": res.global_step}))
+
+    root = built_once(tmp_path_factory, f"tiny-{method}", build)
+    step = json.loads((root / "result.json").read_text())["global_step"]
+    return TinyModel(method, cfg, rows, root / "adapter", root / "checkpoints", root / "merged", step)
 
 
 @pytest.fixture(scope="session")
 def tiny_gapo(tmp_path_factory, toy_model_dir) -> TinyModel:
     """The session's one trained-and-merged GAPO model: 2 steps on the toy."""
-    return _train_tiny(tmp_path_factory.mktemp("tiny-gapo"), toy_model_dir, "gapo", [])
+    return _tiny(tmp_path_factory, toy_model_dir, "gapo", [])
 
 
 @pytest.fixture(scope="session")
 def tiny_grpo(tmp_path_factory, toy_model_dir) -> TinyModel:
     """GRPO with the validity reward, the same 2 steps, sampled at temperature 2 while training: at 1.0 the toy
     is (nearly) always valid, every group's rewards are equal and GRPO has no signal at all."""
-    return _train_tiny(tmp_path_factory.mktemp("tiny-grpo"), toy_model_dir, "grpo", ["train.temperature=2.0"])
+    return _tiny(tmp_path_factory, toy_model_dir, "grpo", ["train.temperature=2.0"])
 
 
 # --------------------------------------------------------------------------------------
@@ -139,7 +174,8 @@ def tiny_grpo(tmp_path_factory, toy_model_dir) -> TinyModel:
 class DagRun:
     """``divtune run --config dag.yaml --run-key dag-1 --cache`` on the toy (support.DAG_CONFIG) in its own home
     (own MLflow store, checkpoints, kfp cache; the session's model cache), with support.SECRETS in its
-    environment; then the same command again (every cacheable step from the KFP cache)."""
+    environment; then the same command again (every cacheable step from the KFP cache). Only tests/test_dag_run.py
+    reads it, so under ``--dist loadfile`` one worker builds it."""
 
     home: Path
     config: Path

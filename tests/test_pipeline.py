@@ -1,15 +1,12 @@
-"""The KFP side: compile round-trip, one component through kfp.local, and the whole DAG on the toy."""
+"""The KFP side: compile round-trip, one component through kfp.local, the TrainJob manifest (the whole DAG on the
+toy: tests/test_dag_run.py)."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-import pytest
 import yaml
 
 from divtune.config import load_config, load_images
-from support import DAG_BUCKET, DAG_EXPERIMENT, DAG_MODEL, pipeline_tasks
+from support import pipeline_tasks
 
 STAGES = {"open-run", "prepare-base", "synthesize-data", "train", "merge-lora", "evaluate", "evaluate-2", "promote"}
 #: steps that hold no model: no GPU, no GPU node
@@ -101,67 +98,6 @@ def test_synthesize_component_through_kfp_local(tmp_path):
     run = tracking.find_stage_run(cfg.registry.experiment, key, "synthesize_data")
     assert run is not None and run.info.status == "FINISHED"
     assert run.data.params["num_examples"] == "25"
-
-
-@pytest.mark.slow
-@pytest.mark.xdist_group("dag")
-def test_whole_pipeline_on_the_toy(toy_dag):
-    """Every stage ran for real on the toy (the session's finished `divtune run`, support.DAG_CONFIG): MLflow
-    holds the parent + child runs, the registered version carries the gate's decision on the run's own metrics
-    and points at the merged model in S3; retrying the promotion and re-running the pipeline with KFP caching
-    (the fixture's second run) register nothing twice and train, merge and evaluate nothing again."""
-    from divtune import stages
-    from divtune.config import load_config as load
-    from divtune.promotion import gate
-    from divtune.promotion.promote import policy_for
-    from divtune.registry import models as reg
-    from divtune.registry import tracking
-
-    assert f"registered: {DAG_MODEL} version 1" in toy_dag.first.stdout, toy_dag.first.stdout[-2000:]
-    cfg = load(path=toy_dag.config)
-    with toy_dag.store():
-        c = tracking.client()
-        parent = tracking.find_pipeline_run(DAG_EXPERIMENT, toy_dag.key)
-        assert parent.info.status == "FINISHED"
-        children = c.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
-        stages_run = [r.data.tags["divtune.stage"] for r in children]
-        assert set(stages_run) == {"prepare_base", "synthesize_data", "train", "merge_lora", "evaluate_base",
-                                   "evaluate_candidate", "promote"}
-        assert all(r.info.status == "FINISHED" for r in children)
-        # the cached re-run: every cacheable step reused (one child run each), promotion ran again
-        for s in ("train", "merge_lora", "evaluate_candidate", "evaluate_base", "synthesize_data"):
-            assert stages_run.count(s) == 1, stages_run
-        assert stages_run.count("promote") == 2, stages_run
-        train_run = next(r for r in children if r.data.tags["divtune.stage"] == "train")
-        assert train_run.data.params["train.method"] == "gapo"
-        hist = c.get_metric_history(train_run.info.run_id, "diversity/group_jsd")
-        assert sorted(m.step for m in hist) == list(range(1, cfg.train.max_steps + 1)), "live diversity metrics"
-        summary = json.loads(Path(c.download_artifacts(parent.info.run_id, "summary.json")).read_text())
-        for role in ("base", "candidate"):
-            for k in ("jsd_mean", "invalid_rate"):
-                assert parent.data.metrics[f"{role}_{k}"] == pytest.approx(summary[role][k])
-        [mv] = c.search_model_versions(f"name = '{DAG_MODEL}'")
-        # the version carries the gate's decision on this run's metrics (no champion yet: against the base)
-        decision = gate.decide(policy_for(cfg), summary["candidate"], summary["base"], "base")
-        assert gate.decision_from_tags(mv.tags).promote == decision.promote == summary["decision"]["promote"]
-        assert mv.tags["divtune.decision"] == ("promote" if decision.promote else "reject")
-        assert reg.get_alias(DAG_MODEL, "challenger").version == mv.version
-        champion = reg.get_alias(DAG_MODEL, "champion")
-        assert (champion is not None and champion.version == mv.version) == decision.promote
-        # the registered version points at the merged model in object storage; its files are a safetensors model
-        assert mv.source == f"s3://{DAG_BUCKET}/m/{DAG_MODEL}/{toy_dag.key}"
-        files = {p.name for p in reg.download_model_version(f"models:/{DAG_MODEL}@challenger").iterdir()}
-        assert "model.safetensors" in files and "tokenizer.json" in files and not any(f.endswith(".bin") for f in files)
-        # retrying promotion of the same pipeline run registers nothing new
-        root = toy_dag.home / "retry"
-        root.mkdir(exist_ok=True)
-        cand, base = root / "c.json", root / "b.json"
-        cand.write_text(json.dumps({"metrics": summary["candidate"]}))
-        base.write_text(json.dumps({"metrics": summary["base"]}))
-        stages.open_run(cfg.to_yaml(), toy_dag.key)
-        again = stages.promote(cfg.to_yaml(), toy_dag.key, str(cand), str(base), str(root / "s.json"))
-        assert again["version"] == str(mv.version)
-        assert len(c.search_model_versions(f"name = '{DAG_MODEL}'")) == 1
 
 
 def test_trainjob_manifest_for_multi_gpu_training():

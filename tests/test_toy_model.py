@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from divtune.evaluate.generation import HFGenerator
 from divtune.models.toy import ensure_toy_model
 
@@ -46,7 +44,6 @@ def _held_out(model_dir, cfg) -> dict:
             "unique": sum(p["unique"] for p in res["per_list"]) / len(res["per_list"])}
 
 
-@pytest.mark.xdist_group("tiny")
 def test_gapo_spreads_the_biased_base_and_grpo_collapses_it(toy_model_dir, tiny_gapo, tiny_grpo):
     """Held-out lists, the same samples and seed for all three: the base is biased (GAPO, trained to spread its
     answers, ends closer to uniform), GAPO ends closer to uniform than GRPO, and GRPO with a validity reward

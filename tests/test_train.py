@@ -19,7 +19,6 @@ def _tc(**kw):
     return TrainConfig(**base)
 
 
-@pytest.mark.xdist_group("tiny")
 def test_training_resumes_from_the_last_complete_checkpoint(tiny_gapo, toy_model_dir, tmp_path):
     """A kill while the Trainer saves leaves checkpoint-N without trainer_state.json (written last) or with a
     torn one: training resumes from the newest *complete* checkpoint, keeps the history logged up to it, and
