@@ -26,11 +26,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/divtune run --preset toy
 
+# The whole suite, two workers (one per core), one module per worker at a time: the modules sharing an
+# expensive session fixture stay on one worker (tests/conftest.py). Serially: drop -n 2 --dist loadfile.
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 test-fast: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow"
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
 
 compile: $(STAMP)
 	$(BIN)/divtune compile --preset toy -o retrain.yaml
