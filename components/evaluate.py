@@ -15,7 +15,9 @@ def evaluate(config_yaml: str, run_key: str, model: dsl.Input[dsl.Model], role: 
 
     info = stages.evaluate(config_yaml, run_key, model.path, role, metrics.path, report.path)
     metrics.metadata.update(info)
-    for k, v in info.items():
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            scores.log_metric(k, float(v))
+    numbers = {k: float(v) for k, v in info.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for k, v in numbers.items():
+        scores.log_metric(k, v)
+    with open(scores.path, "w", encoding="utf-8") as f:  # a file behind the artifact: KFP's cache needs one
+        json.dump(numbers, f, sort_keys=True)
     return json.dumps(info, sort_keys=True)

@@ -18,6 +18,10 @@ def promote(config_yaml: str, run_key: str, candidate_eval: dsl.Input[dsl.Artifa
     gate.log_metric("version", float(summary["version"]))
     for k, v in summary["candidate"].items():
         gate.log_metric(f"candidate_{k}", float(v))
+    import json
+
+    with open(gate.path, "w", encoding="utf-8") as f:  # a file behind the artifact, as KFP expects
+        json.dump(gate.metadata, f, sort_keys=True, default=str)
     with open(report.path, "w", encoding="utf-8") as f:
         f.write("# divtune promotion\n\n```\n" + format_summary(summary).strip() + "\n```\n")
     return "promote" if summary["decision"]["promote"] else "reject"

@@ -170,7 +170,8 @@ def format_summary(s: Mapping[str, Any]) -> str:
         f"  gate ({'PROMOTE' if d['promote'] else 'REJECT'}, against {d['reference']}):",
         *[f"    [{'pass' if c['passed'] else 'FAIL'}] {c['reason']}" for c in d["checks"]],
         f"  registered: {s['registered_model']} version {s['version']} "
-        f"aliases: {', '.join(s['aliases']) or 'none'} (champion is v{s['champion_version']})",
+        f"aliases: {', '.join(s['aliases']) or 'none'} "
+        f"({'champion is v' + str(s['champion_version']) if s['champion_version'] else 'no champion yet'})",
         *([f"  awaiting approval: divtune registry approve {s['registered_model']} {s['version']}"]
           if s.get("approval") == "pending" else []),
         f"  MLflow store: {s['tracking_uri']}",
