@@ -60,7 +60,6 @@ def setup() -> str:
     """Point MLflow at the configured store (creating the embedded one's folder); return the URI."""
     import mlflow
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     # A stopped tracking server fails a call in about half a minute instead of MLflow's ~4 minutes
     # (7 retries, backoff factor 2): 5 retries, backoff 0, 2, 4, 8, 16 s.  The environment overrides.
     for k, v in HTTP_RETRY_DEFAULTS.items():
