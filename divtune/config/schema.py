@@ -198,7 +198,7 @@ class TrainConfig:
     num_generations: int = field(
         default=32,
         metadata={"help": "Completions sampled per prompt (the group): >= 2 for the RL methods, >= 1 for `sft` "
-                          "(which ignores it)."},
+                          "(which ignores it).", "max": 4096},
     )
     per_device_train_batch_size: int = field(
         default=32,
