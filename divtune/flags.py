@@ -9,7 +9,6 @@ work a flag may ask for come from :func:`divtune.files.limit` (raised through ``
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
@@ -81,7 +80,3 @@ def url(what: str = "an http(s) URL") -> Callable[[str], str]:
 
     parse.__name__ = "url"
     return parse
-
-
-def finite(value: float) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
