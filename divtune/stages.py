@@ -44,6 +44,19 @@ def _write_json(path: str | os.PathLike, data: Any) -> Path:
 # --------------------------------------------------------------------------------------
 
 
+def check_cache_volume() -> None:
+    """The cache volume (``$DIVTUNE_HOME`` where ``DIVTUNE_SHARED_HOME=1``) is writable by this step's user: a fresh
+    PVC is root-owned, and the step images run as uid 1000; refused in the first step, before any work."""
+    from divtune import paths
+
+    if os.environ.get("DIVTUNE_SHARED_HOME") != "1":
+        return
+    home = paths.home()
+    if not (home.is_dir() and os.access(home, os.W_OK | os.X_OK)):
+        raise DivtuneError(f"the cache volume at {home} is not writable by uid {os.getuid()} (a fresh PVC is "
+                           "root-owned): run the prepare Job in manifests/cache-pvc.yaml once")
+
+
 def open_run(config_yaml: str, run_key: str, compiled_cluster: str = "") -> str:
     """Create (or find) the MLflow parent run of this pipeline run.
 
@@ -54,6 +67,7 @@ def open_run(config_yaml: str, run_key: str, compiled_cluster: str = "") -> str:
     cfg = _cfg(config_yaml)
     if not run_key:
         raise DivtuneError("run_key is empty")
+    check_cache_volume()
     if compiled_cluster and cfg.cluster.fingerprint() != compiled_cluster:
         raise DivtuneError("the run's config has another cluster: section than the one this pipeline was compiled "
                            f"with ({cfg.cluster.fingerprint()} != {compiled_cluster}); compile the spec again "
@@ -65,11 +79,28 @@ def open_run(config_yaml: str, run_key: str, compiled_cluster: str = "") -> str:
     return run_key
 
 
+def _on_shared_volume(path: Path) -> bool:
+    """Whether ``path`` lies where every step of this run sees it: under ``$DIVTUNE_HOME`` when that is a volume
+    all steps mount (``DIVTUNE_SHARED_HOME=1``: pipelines/cluster.py sets it with the cache PVC), or
+    anywhere when all steps share one filesystem (``DIVTUNE_SHARED_FS=1``: pipelines/local.py sets it for
+    kfp.local's subprocesses, which all run on this machine)."""
+    from divtune import paths
+
+    if os.environ.get("DIVTUNE_SHARED_FS") == "1":
+        return True
+    if os.environ.get("DIVTUNE_SHARED_HOME") != "1":
+        return False
+    return path.resolve().is_relative_to(paths.home().resolve())
+
+
 def prepare_base(config_yaml: str, run_key: str, out_dir: str) -> dict[str, Any]:
     """Resolve the base model (building the toy, converting SmolLM2, ...) into ``out_dir``.
 
-    Small project-built models are copied in (the artifact is self-contained); a model given by
-    path or hub id is referenced by a pointer file instead of copying gigabytes.
+    The artifact is what the GPU steps read, so it must hold the model or name it where they can see it: small
+    project-built models are copied in; a model given by path or hub id is referenced by a pointer file only when
+    it lies on a volume every step mounts (``$DIVTUNE_HOME`` on the cache PVC: ``DIVTUNE_SHARED_HOME=1``, with
+    ``HF_HOME`` below it, or a local run where every step shares this machine), and copied in otherwise -- never
+    a pointer to a path inside this pod.
     """
     from divtune.models.checks import check_model_dir
     from divtune.models.resolve import base_cached, resolve_base_model
@@ -86,10 +117,10 @@ def prepare_base(config_yaml: str, run_key: str, out_dir: str) -> dict[str, Any]
         out = Path(out_dir)
         if out.exists():
             shutil.rmtree(out)
-        if cfg.model.source in ("toy", "smollm2"):
-            shutil.copytree(src, out)
-        else:
+        if cfg.model.source not in ("toy", "smollm2") and _on_shared_volume(Path(src)):
             write_pointer(out, src)
+        else:
+            shutil.copytree(src, out)  # (a hub snapshot's symlinks into its blob store are copied as files)
         check_model_dir(model_dir_of(out))
         info = {"base_model": str(src), "base_digest": dir_digest(Path(src)), "base_cache_hit": hit}
         mlflow.log_params(info)
@@ -286,5 +317,9 @@ def close_run(config_yaml: str, run_key: str, state: str, error: str = "") -> st
             if error:
                 c.set_tag(parent.info.run_id, "divtune.error", error[:500])
         tracking.close_pipeline_run(cfg.registry.experiment, run_key, "FAILED")
-        print(f"[close_run] pipeline run {run_key} ended {state}: MLflow parent run marked FAILED", file=sys.stderr)
+        # a step that was killed (OOM, node loss, SIGKILL) ran no handler of its own: its stage run is still RUNNING
+        dangling = tracking.fail_running_stage_runs(cfg.registry.experiment, run_key)
+        print(f"[close_run] pipeline run {run_key} ended {state}: MLflow parent run marked FAILED"
+              + (f", and the stage runs left RUNNING by a killed step ({', '.join(dangling)})" if dangling else ""),
+              file=sys.stderr)
     return state

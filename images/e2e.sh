@@ -5,6 +5,9 @@
 #   3. the CPU variants of the trainer and eval images and the MLflow server image, cached by content
 #   4. the DAG under kfp.local's DockerRunner (pipelines/containers.py): the MLflow image on loopback with basic auth,
 #      each step in its own container from its own image as the image's non-root user, isolation checked
+#      with an S3 API (moto) for the models bucket and a cache volume prepared by manifests/cache-pvc.yaml's Job;
+#      the train step is killed after its first checkpoint (E2E_KILL=0: not), the exit handler must leave the MLflow
+#      parent run FAILED, and the re-run must resume from the checkpoint and register the champion
 #   5. the run summary with each step's image; the server container and the daemon are stopped on the way out
 # Needs root (dockerd, debootstrap) and the dev venv (.venv; `make e2e` builds it first).
 set -euo pipefail
@@ -40,7 +43,8 @@ stamp "images ready"
 host_home=$(mktemp -d "${TMPDIR:-/tmp}/divtune-e2e-host.XXXXXX")
 set +e
 DIVTUNE_REGISTRY=$registry DIVTUNE_IMAGE_TAG=${trainer##*:} DIVTUNE_HOME=$host_home HF_HUB_OFFLINE=1 \
-    nice -n 10 .venv/bin/python -m divtune_kfp.pipelines.containers --preset toy --mlflow-image "$mlflow" "$@"
+    nice -n 10 .venv/bin/python -m divtune_kfp.pipelines.containers --preset toy --mlflow-image "$mlflow" \
+    $( [ "${E2E_KILL:-train}" = 0 ] || echo --kill-step "${E2E_KILL:-train}" ) "$@"
 rc=$?
 set -e
 rm -rf "$host_home"

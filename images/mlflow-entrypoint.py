@@ -6,9 +6,10 @@ Environment (the manifest fills it from two Secrets):
   MLFLOW_FLASK_SERVER_SECRET_KEY                            CSRF key of the auth app
   MLFLOW_AUTH_DATABASE_URI                                  the user store (default SQLite under /var/lib/mlflow)
   MLFLOW_PIPELINE_USERNAME, MLFLOW_PIPELINE_PASSWORD        optional: the user the pipeline pods log in as
-  MLFLOW_PIPELINE_IS_ADMIN                                  "true": that user is an admin.  Needed today: for a
-      non-admin, MLflow's auth answers 403 (not 404) on a registered model that does not exist yet, and divtune's
-      promote reads the champion alias of a model that the first run has not registered yet.
+  MLFLOW_PIPELINE_IS_ADMIN                                  "true": that user is an admin (default: not; it
+      needs none: it creates its experiments and registered models and so manages them, and reads the rest with
+      the default READ permission; divtune looks models up by search, since the auth app answers 403, not 404,
+      on a name that is not registered yet).
 """
 
 import base64

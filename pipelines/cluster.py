@@ -46,6 +46,8 @@ def apply(task: dsl.PipelineTask, cluster: ClusterConfig | None, role: Role) -> 
     if c.cache_pvc:
         kubernetes.mount_pvc(task, pvc_name=c.cache_pvc, mount_path=c.cache_mount_path)
         task.set_env_variable("DIVTUNE_HOME", c.cache_mount_path)
+        task.set_env_variable("HF_HOME", f"{c.cache_mount_path.rstrip('/')}/huggingface")  # hub downloads: cached
+        task.set_env_variable("DIVTUNE_SHARED_HOME", "1")  # every step sees $DIVTUNE_HOME: pointers into it hold
     for s in c.secrets:
         kubernetes.use_secret_as_env(task, secret_name=s.name, secret_key_to_env=dict(s.keys), optional=s.optional)
     for k, v in c.env.items():

@@ -3,12 +3,22 @@
 ``make e2e`` (images/e2e.sh) builds the images and calls this module, which
 
 - starts the MLflow server image on loopback with authentication on (basic-auth app, admin and pipeline users with
-  fresh passwords) and ``--serve-artifacts``, so steps log artifacts through it (no shared filesystem);
+  fresh passwords) and ``--serve-artifacts``, so steps log artifacts through it (no shared filesystem); the steps
+  reach it by a Service-style host name (``mlflow.divtune-e2e.svc.cluster.local``, mapped to loopback in each
+  container's /etc/hosts), which the server's ``--allowed-hosts`` must name, as on a cluster;
+- starts an S3 API (moto's server) for the models bucket, reached the same way (``s3.divtune-e2e.svc...``): merge
+  uploads the merged model there and evaluate/promote download it from the registered ``s3://`` source;
+- prepares a cache volume the way a fresh PVC is (a root-owned, mode 0755 directory) and runs the command of the
+  prepare Job in ``manifests/cache-pvc.yaml`` on it, as root, as an operator would; every step mounts it at
+  ``cluster.cache_mount_path`` (``$DIVTUNE_HOME`` and ``$HF_HOME`` there: model cache, checkpoints);
 - runs the whole DAG with ``DockerRunner(network_mode="host")``: every step runs as its image's non-root user, with
-  its own HOME and DIVTUNE_HOME (the container's own filesystem) and no bind mount but the artifact root;
+  its own HOME (the container's own filesystem) and no bind mount but the artifact root and the cache volume;
 - wraps each step in a guard (the container's entrypoint) that fails the step when it sees another step's private
-  files or any host path but the artifact root, and leaves its own marker for the next steps to look for;
-- prints the run summary (the promote step's) with each step's image, and stops the server.
+  files or any host path but those two, and leaves its own marker for the next steps to look for;
+- with ``--kill-step STEP``: kills that step's container (SIGKILL, as an OOM kill or a node loss does) once it has
+  written its first checkpoint, checks that the exit handler left the MLflow parent run FAILED, then runs the same
+  pipeline run again and checks that training resumed from the checkpoint;
+- prints the run summary (the promote step's) with each step's image, and stops what it started.
 """
 
 from __future__ import annotations
@@ -26,10 +36,11 @@ import urllib.request
 from pathlib import Path
 
 #: The entrypoint of every step's container: ``sh -c GUARD divtune-step <KFP's command line>``.
-#: A step fails (exit 97) when it runs as root, when a host path other than the artifact root is mounted (kfp.local
-#: also mounts its workspace: that one is root's, mode 0700, so the step can neither read nor write it), or when
-#: its HOME, DIVTUNE_HOME, /tmp or the artifact root hold a private marker another step left; then it leaves its
-#: own marker in its private directories and runs the command.
+#: A step fails (exit 97) when it runs as root, when a host path other than the artifact root or the cache volume is
+#: mounted (kfp.local also mounts its workspace: that one is root's, mode 0700, so the step can neither read nor
+#: write it), or when its HOME, /tmp, DIVTUNE_HOME (unless that is the cache volume), the artifact root or the cache
+#: volume hold a private marker another step left; then it leaves its own marker in its private directories (never
+#: on the shared volume or the artifact root) and runs the command.
 GUARD = r"""
 set -eu
 fail() {
@@ -43,16 +54,25 @@ while read -r _id _parent _dev mroot mpoint _rest; do
   case "$mpoint" in
     /|/proc|/proc/*|/sys|/sys/*|/dev|/dev/*|/etc/hosts|/etc/hostname|/etc/resolv.conf) ;;
     "$root") ;;
+    "${DIVTUNE_CACHE_VOLUME:-/nonexistent}") ;;
     /kfp-workspace) [ ! -w "$mpoint" ] || fail "the KFP workspace (no declared channel) is writable" ;;
     *) fail "host path mounted at $mpoint (only the artifact root $root may be)" ;;
   esac
 done < /proc/self/mountinfo
-seen=$(find "$HOME" "${DIVTUNE_HOME:-$HOME}" /tmp "$root" -name '.divtune-private-*' 2>/dev/null | head -1)
+cache=${DIVTUNE_CACHE_VOLUME:-}
+private="$HOME /tmp"
+[ -z "${DIVTUNE_HOME:-}" ] || [ "$DIVTUNE_HOME" = "$cache" ] || private="$private $DIVTUNE_HOME"
+seen=$(find $private "$root" $cache -name '.divtune-private-*' 2>/dev/null | head -1)
 [ -z "$seen" ] || fail "sees another step's private file $seen"
 me=.divtune-private-$(cat /proc/sys/kernel/random/uuid)
-for d in "$HOME" "${DIVTUNE_HOME:-$HOME}" /tmp; do mkdir -p "$d" && : > "$d/$me"; done
+for d in $private; do mkdir -p "$d" && : > "$d/$me"; done
 exec "$@"
 """
+
+#: The host names the steps reach the services by, as pods reach a Service (mapped to loopback in /etc/hosts).
+MLFLOW_HOST = "mlflow.divtune-e2e.svc.cluster.local"
+S3_HOST = "s3.divtune-e2e.svc.cluster.local"
+MODELS_BUCKET = "divtune-models"
 
 
 def _free_port() -> int:
@@ -70,8 +90,9 @@ def _docker():
 class TrackingServer:
     """The MLflow server image on loopback (host network), basic-auth on, artifacts proxied; a context manager."""
 
-    def __init__(self, image: str):
+    def __init__(self, image: str, *, pipeline_admin: bool = False):
         self.image = image
+        self.pipeline_admin = pipeline_admin
         self.port = _free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.admin = ("admin", secrets.token_urlsafe(18))
@@ -85,12 +106,12 @@ class TrackingServer:
                 "MLFLOW_AUTH_ADMIN_USERNAME": self.admin[0], "MLFLOW_AUTH_ADMIN_PASSWORD": self.admin[1],
                 "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_urlsafe(24),
                 "MLFLOW_PIPELINE_USERNAME": self.pipeline[0], "MLFLOW_PIPELINE_PASSWORD": self.pipeline[1],
-                "MLFLOW_PIPELINE_IS_ADMIN": "true",  # see images/mlflow-entrypoint.py: 403 on a model not yet there
+                "MLFLOW_PIPELINE_IS_ADMIN": str(self.pipeline_admin).lower(),  # the pipeline user is no admin
             },
             command=["--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
                      "--backend-store-uri", "sqlite:////var/lib/mlflow/mlflow.db",
                      "--serve-artifacts", "--artifacts-destination", "/var/lib/mlflow/artifacts",
-                     "--allowed-hosts", f"127.0.0.1:{self.port},localhost:{self.port}"])
+                     "--allowed-hosts", f"{MLFLOW_HOST}:{self.port},127.0.0.1:{self.port}"])
         try:
             self._wait_ready()
         except BaseException:
@@ -126,8 +147,13 @@ class TrackingServer:
         raise RuntimeError(f"the MLflow server did not answer within {timeout_s:.0f}s: {last}")
 
     def client_env(self) -> dict[str, str]:
+        """This process's view (loopback)."""
         return {"MLFLOW_TRACKING_URI": self.uri, "MLFLOW_TRACKING_USERNAME": self.pipeline[0],
                 "MLFLOW_TRACKING_PASSWORD": self.pipeline[1]}
+
+    def step_env(self) -> dict[str, str]:
+        """The steps' view: the Service-style host name."""
+        return {**self.client_env(), "MLFLOW_TRACKING_URI": f"http://{MLFLOW_HOST}:{self.port}"}
 
     def __exit__(self, *exc) -> None:
         if self.container is not None:
@@ -136,6 +162,142 @@ class TrackingServer:
             except Exception as err:  # noqa: BLE001 - teardown: report, never mask the run's own error
                 print(f"warning: could not remove the MLflow server container: {err}", file=sys.stderr)
             self.container = None
+
+
+class S3Endpoint:
+    """An S3 API (moto's server, from the dev environment) on loopback with the models bucket; a context manager."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.server = None
+
+    def __enter__(self) -> "S3Endpoint":
+        import boto3
+        from moto.server import ThreadedMotoServer
+
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.server.start()
+        boto3.client("s3", endpoint_url=f"http://127.0.0.1:{self.port}", **self._credentials()).create_bucket(
+            Bucket=MODELS_BUCKET)
+        return self
+
+    @staticmethod
+    def _credentials() -> dict[str, str]:
+        return {"aws_access_key_id": "divtune-e2e", "aws_secret_access_key": "divtune-e2e", "region_name": "us-east-1"}
+
+    def overrides(self) -> list[str]:
+        return [f"storage.models_uri=s3://{MODELS_BUCKET}/e2e", f"storage.endpoint_url=http://{S3_HOST}:{self.port}"]
+
+    def step_env(self) -> dict[str, str]:
+        c = self._credentials()
+        return {"AWS_ACCESS_KEY_ID": c["aws_access_key_id"], "AWS_SECRET_ACCESS_KEY": c["aws_secret_access_key"],
+                "AWS_DEFAULT_REGION": c["region_name"]}
+
+    def __exit__(self, *exc) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+
+class CacheVolume:
+    """A host directory standing for the cache PVC: created as a fresh volume is (root-owned, 0755), then prepared
+    by the command of the Job in ``manifests/cache-pvc.yaml``, run as that Job runs it (root, the volume mounted at
+    the Job's mount path), in ``image``.  Removed on exit."""
+
+    def __init__(self, image: str, mount_path: str) -> None:
+        self.image = image
+        self.mount_path = mount_path
+        self.host_dir: Path | None = None
+
+    @staticmethod
+    def prepare_job() -> tuple[list[str], str]:
+        """The prepare Job's container command and mount path, from the manifest."""
+        import yaml
+
+        manifest = Path(__file__).resolve().parents[1] / "manifests" / "cache-pvc.yaml"
+        if not manifest.is_file():  # an installed package: the manifest ships in the checkout only
+            raise RuntimeError(f"{manifest} not found: run make e2e from the checkout")
+        job = next(d for d in yaml.safe_load_all(manifest.read_text()) if d and d.get("kind") == "Job")
+        c = job["spec"]["template"]["spec"]["containers"][0]
+        return list(c["command"]) + list(c.get("args", [])), c["volumeMounts"][0]["mountPath"]
+
+    def __enter__(self) -> "CacheVolume":
+        import docker
+
+        self.host_dir = Path(tempfile.mkdtemp(prefix="divtune-e2e-cache-"))
+        os.chown(self.host_dir, 0, 0)
+        os.chmod(self.host_dir, 0o755)  # a fresh PVC: root's, not writable by the steps' user
+        command, job_mount = self.prepare_job()
+        _docker().containers.run(self.image, command, entrypoint=[], user="0:0", remove=True, network_mode="none",
+                                 mounts=[docker.types.Mount(job_mount, str(self.host_dir), type="bind")])
+        return self
+
+    def mounts(self) -> list:
+        import docker
+
+        return [docker.types.Mount(self.mount_path, str(self.host_dir), type="bind")]
+
+    def overrides(self) -> list[str]:
+        return ["cluster.cache_pvc=divtune-cache", f"cluster.cache_mount_path={self.mount_path}"]
+
+    def step_env(self) -> dict[str, str]:
+        """As pipelines/cluster.py sets them where a cache PVC is mounted."""
+        return {"DIVTUNE_HOME": self.mount_path, "HF_HOME": f"{self.mount_path}/huggingface",
+                "DIVTUNE_SHARED_HOME": "1", "DIVTUNE_CACHE_VOLUME": self.mount_path}
+
+    def checkpoints(self) -> list[Path]:
+        """Complete checkpoints on the volume (trainer_state.json is written last)."""
+        return sorted(self.host_dir.glob("checkpoints/*/checkpoint-*/trainer_state.json")) if self.host_dir else []
+
+    def __exit__(self, *exc) -> None:
+        import shutil
+
+        if self.host_dir is not None:
+            shutil.rmtree(self.host_dir, ignore_errors=True)
+
+
+class StepKiller:
+    """Kill the container of DAG step ``step`` (SIGKILL) once ``ready()`` is true; a context manager (a thread)."""
+
+    def __init__(self, step: str, ready) -> None:
+        self.step = step
+        self.ready = ready
+        self.killed: str | None = None
+        self._stop = False
+
+    def _find(self):
+        for c in _docker().containers.list():
+            args = c.attrs.get("Args") or []
+            if any(a == "--function_to_execute" and i + 1 < len(args) and args[i + 1] == self.step
+                   for i, a in enumerate(args)):
+                return c
+        return None
+
+    def _watch(self) -> None:
+        while not self._stop and self.killed is None:
+            try:
+                if self.ready():
+                    c = self._find()
+                    if c is not None:
+                        c.kill()
+                        self.killed = c.name
+                        print(f"[e2e] killed the {self.step} step's container {c.name} (SIGKILL) after its first "
+                              "checkpoint", file=sys.stderr, flush=True)
+                        return
+            except Exception as err:  # noqa: BLE001 - a container that ended meanwhile: look again
+                print(f"[e2e] kill watcher: {err}", file=sys.stderr)
+            time.sleep(1)
+
+    def __enter__(self) -> "StepKiller":
+        import threading
+
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop = True
+        self._thread.join(timeout=10)
 
 
 def image_user(image: str) -> tuple[int, int]:
@@ -170,10 +332,11 @@ def step_images(cluster=None) -> dict[str, str]:
     return out
 
 
-def run_in_containers(cfg, env: dict[str, str], *, run_key: str | None = None,
-                      pipeline_root: str | None = None) -> tuple[str, dict[str, str]]:
+def run_in_containers(cfg, env: dict[str, str], *, run_key: str | None = None, pipeline_root: str | None = None,
+                      mounts: list | None = None, extra_hosts: dict[str, str] | None = None
+                      ) -> tuple[str, dict[str, str]]:
     """The whole DAG under DockerRunner; each step's container gets ``env`` and nothing of this machine but the
-    artifact root.  Returns the run key and each step's image."""
+    artifact root and ``mounts``.  Returns the run key and each step's image."""
     from kfp import local
 
     from divtune_kfp.pipelines.local import run_local
@@ -188,7 +351,8 @@ def run_in_containers(cfg, env: dict[str, str], *, run_key: str | None = None,
     os.chown(root, uid, gid)  # the steps' user writes the artifact root (a fresh PVC has the same problem)
     step_env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
                 "DIVTUNE_STEP_GUARD_ROOT": str(root), **env}
-    runner = local.DockerRunner(network_mode="host", environment=step_env,
+    runner = local.DockerRunner(network_mode="host", environment=step_env, mounts=list(mounts or []),
+                                extra_hosts=dict(extra_hosts or {}),
                                 entrypoint=["/bin/sh", "-c", GUARD, "divtune-step"])
     workspace = tempfile.mkdtemp(prefix="divtune-e2e-ws-")  # kfp.local mounts one in every step: keep it closed
     os.chmod(workspace, 0o700)
@@ -244,30 +408,83 @@ def format_step_images(images: dict[str, str]) -> str:
     return "\n".join(["steps (each in its own container):"] + [f"  {n:<{width}}  {images[n]}" for n in names])
 
 
+def _stage_param(cfg, key: str, stage: str, name: str) -> str | None:
+    """A parameter (or, failing that, a tag) of stage run ``stage`` of pipeline run ``key``."""
+    from divtune.registry import tracking
+
+    run = tracking.find_stage_run(cfg.registry.experiment, key, stage)
+    return None if run is None else run.data.params.get(name, run.data.tags.get(name))
+
+
+def killed_run(cfg, env: dict[str, str], key: str, root: str, cache: CacheVolume, step: str, **kw) -> str:
+    """Run the DAG with ``step`` killed after its first checkpoint; return the parent run's status (it must be
+    FAILED: the exit handler's doing, since a SIGKILLed step runs no handler of its own)."""
+    from divtune.registry import tracking
+
+    with StepKiller(step, lambda: bool(cache.checkpoints())) as killer:
+        try:
+            run_in_containers(cfg, env, run_key=key, pipeline_root=root, **kw)
+        except Exception as err:  # noqa: BLE001 - the expected failure
+            print(f"[e2e] the run failed as expected: {str(err).splitlines()[0][:200]}", file=sys.stderr)
+        else:
+            raise RuntimeError(f"the run succeeded although its {step} step was to be killed")
+    if killer.killed is None:
+        raise RuntimeError(f"the {step} step was never killed (no checkpoint appeared on the cache volume)")
+    status = tracking.find_pipeline_run(cfg.registry.experiment, key).info.status
+    if status != "FAILED":
+        raise RuntimeError(f"after the {step} step was killed, the MLflow parent run is {status}, not FAILED")
+    print(f"[e2e] MLflow parent run of {key}: {status} (left by the exit handler); running it again",
+          file=sys.stderr, flush=True)
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m divtune_kfp.pipelines.containers", description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="toy")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--mlflow-image", required=True, help="the MLflow server image (images/mlflow.Dockerfile)")
+    p.add_argument("--kill-step", metavar="STEP", default=None,
+                   help="kill this step's container after its first checkpoint, check the parent run is FAILED, "
+                        "then re-run and check it resumed (train)")
     p.add_argument("--keep-root", action="store_true", help="keep the artifact root after the run")
     args = p.parse_args(argv)
 
     import shutil
+    import uuid
 
     from divtune.config import load_config
     from divtune_kfp.pipelines.commands import _summary
 
-    cfg = load_config(args.preset, overrides=args.overrides)
+    mount_path = load_config(args.preset, overrides=args.overrides).cluster.cache_mount_path
     root = tempfile.mkdtemp(prefix="divtune-e2e-root-")
+    key = f"e2e-{uuid.uuid4().hex[:12]}"
     ok = False
     try:
-        with TrackingServer(args.mlflow_image) as server:
-            print(f"[e2e] MLflow {args.mlflow_image} at {server.uri} (basic auth, proxied artifacts)", file=sys.stderr)
+        images = step_images()
+        with TrackingServer(args.mlflow_image) as server, S3Endpoint() as s3, \
+                CacheVolume(images["prepare-base"], mount_path) as cache:
+            print(f"[e2e] MLflow {args.mlflow_image} at http://{MLFLOW_HOST}:{server.port} (basic auth, proxied "
+                  f"artifacts); S3 at http://{S3_HOST}:{s3.port} (bucket {MODELS_BUCKET}); cache volume "
+                  f"{cache.host_dir} at {mount_path} (prepared by manifests/cache-pvc.yaml's Job)", file=sys.stderr)
+            cfg = load_config(args.preset, overrides=[*args.overrides, *s3.overrides(), *cache.overrides()])
             os.environ.update(server.client_env())  # this process reads the summary as the pipeline user
-            key, images = run_in_containers(cfg, server.client_env(), pipeline_root=root)
+            env = {**server.step_env(), **s3.step_env(), **cache.step_env()}
+            kw = dict(mounts=cache.mounts(), extra_hosts={MLFLOW_HOST: "127.0.0.1", S3_HOST: "127.0.0.1"})
+            if args.kill_step:
+                killed_run(cfg, env, key, root, cache, args.kill_step, **kw)
+            key, images = run_in_containers(cfg, env, run_key=key, pipeline_root=root, **kw)
             print(_summary(cfg, key))
             print(format_step_images(images))
-            print(json.dumps({"run_key": key, "images": images}, sort_keys=True), file=sys.stderr)
+            if args.kill_step == "train":
+                resumed = _stage_param(cfg, key, "train", "resumed_from")
+                if not resumed or resumed == "none":
+                    raise RuntimeError("the re-run of the killed pipeline run did not resume training from its "
+                                       "checkpoint")
+                print(f"killed and resumed: the train step was SIGKILLed after its first checkpoint, the parent run "
+                      f"was left FAILED by the exit handler, and the re-run resumed from {Path(resumed).name}")
+            source = _stage_param(cfg, key, "merge_lora", "divtune.model_uri")
+            print(json.dumps({"run_key": key, "images": images, "model_source": source}, sort_keys=True),
+                  file=sys.stderr)
         ok = True
     finally:
         if ok and not args.keep_root:

@@ -24,6 +24,8 @@ def run_local(cfg: PipelineConfig, run_key: str | None = None, *, pipeline_root:
     root = pipeline_root or str(paths.home() / "kfp-local")
     Path(root).mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if runner is None:  # subprocesses of this Python: every step shares this machine's filesystem
+        os.environ["DIVTUNE_SHARED_FS"] = "1"
     # kfp.local warns once per task that it runs our images' code in this Python (that is the point) and that
     # display names do nothing locally: noise on stderr, where a failed run must leave one line
     warnings.filterwarnings("ignore", message="You may be attemping to run a task", category=RuntimeWarning)

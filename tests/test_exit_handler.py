@@ -54,3 +54,41 @@ def test_a_run_with_another_cluster_section_than_compiled_is_refused(tmp_path):
     with pytest.raises(DivtuneError, match="another cluster: section"):
         stages.open_run(other.to_yaml(), f"cl-{uuid.uuid4().hex[:6]}", digest)
     assert stages.open_run(load_config("toy").to_yaml(), f"cl-{uuid.uuid4().hex[:6]}", "")  # local runs: no check
+
+
+def test_the_exit_handler_fails_the_stage_runs_a_killed_step_left_running(tmp_path):
+    """A SIGKILLed step runs no handler of its own: its stage run stays RUNNING until close_run fails it."""
+    from divtune import stages
+    from divtune.registry import tracking
+
+    cfg = load_config("toy")
+    key = f"kill-{uuid.uuid4().hex[:8]}"
+    stages.open_run(cfg.to_yaml(), key)
+    parent = tracking.find_pipeline_run(cfg.registry.experiment, key)
+    c = tracking.client()
+    done = c.create_run(parent.info.experiment_id, tags={tracking.RUN_KEY_TAG: key, tracking.STAGE_TAG: "prepare_base"})
+    c.set_terminated(done.info.run_id, "FINISHED")
+    killed = c.create_run(parent.info.experiment_id, tags={tracking.RUN_KEY_TAG: key, tracking.STAGE_TAG: "train"})
+    stages.close_run(cfg.to_yaml(), key, "FAILED", "train: exit 137")
+    assert c.get_run(killed.info.run_id).info.status == "FAILED"
+    assert c.get_run(done.info.run_id).info.status == "FINISHED"
+    assert tracking.find_pipeline_run(cfg.registry.experiment, key).info.status == "FAILED"
+
+
+def test_a_cache_volume_the_step_cannot_write_is_refused_first(tmp_path, monkeypatch):
+    """A fresh (root-owned) PVC: open_run, the first step, names the fix instead of a PermissionError later."""
+    import os
+
+    import pytest
+
+    from divtune import stages
+    from divtune.errors import DivtuneError
+
+    vol = tmp_path / "cache"
+    vol.mkdir()
+    monkeypatch.setenv("DIVTUNE_SHARED_HOME", "1")
+    monkeypatch.setenv("DIVTUNE_HOME", str(vol))
+    stages.check_cache_volume()  # writable: passes
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # as uid 1000 on a root-owned 0755 directory
+    with pytest.raises(DivtuneError, match="not writable .* manifests/cache-pvc.yaml"):
+        stages.check_cache_volume()

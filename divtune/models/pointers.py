@@ -14,7 +14,13 @@ def model_dir_of(artifact_path: str | os.PathLike) -> Path:
     p = Path(artifact_path)
     ptr = p / POINTER
     if ptr.is_file():
-        return Path(json.loads(ptr.read_text())["path"])
+        target = Path(json.loads(ptr.read_text())["path"])
+        if not target.is_dir():
+            from divtune.errors import DivtuneError
+
+            raise DivtuneError(f"the model artifact {p} points at {target}, which this step cannot see: a pointer "
+                               "must name a path on a volume every step mounts (cluster.cache_pvc)")
+        return target
     return p
 
 

@@ -42,12 +42,8 @@ def _reraise_unless_missing(exc: Exception) -> None:
 
 
 def ensure_registered_model(name: str) -> None:
-    c = tracking.client()
-    try:
-        c.get_registered_model(name)
-    except _mlflow_exc() as exc:
-        _reraise_unless_missing(exc)
-        c.create_registered_model(name, tags={"divtune": "true"})
+    if not model_exists(name):
+        tracking.client().create_registered_model(name, tags={"divtune": "true"})
 
 
 def version_for_run_key(name: str, run_key: str):
@@ -63,6 +59,8 @@ def version_for_run_key(name: str, run_key: str):
 
 def get_alias(name: str, alias: str):
     """The version behind ``name@alias``, or ``None`` if the model or alias does not exist."""
+    if not model_exists(name):
+        return None
     c = tracking.client()
     try:
         return c.get_model_version_by_alias(name, alias)
@@ -72,12 +70,11 @@ def get_alias(name: str, alias: str):
 
 
 def model_exists(name: str) -> bool:
-    try:
-        tracking.client().get_registered_model(name)
-        return True
-    except _mlflow_exc() as exc:
-        _reraise_unless_missing(exc)
-        return False
+    """By search, not by get: behind MLflow's basic-auth app a user who is not an admin gets 403 (not 404) for
+    a name that is not registered yet, while a search simply finds nothing."""
+    escaped = name.replace("\\", "\\\\").replace("'", "\\'")
+    found = tracking.client().search_registered_models(filter_string=f"name = '{escaped}'", max_results=10)
+    return any(m.name == name for m in found)
 
 
 def require_model(name: str) -> None:

@@ -168,6 +168,21 @@ def find_stage_run(experiment: str, run_key: str, stage: str):
     return (done or runs or [None])[0]
 
 
+def fail_running_stage_runs(experiment: str, run_key: str) -> list[str]:
+    """Mark the stage runs of ``run_key`` still RUNNING as FAILED (their step was killed); returns their stages."""
+    c = client()
+    runs = c.search_runs(
+        [experiment_id(experiment)],
+        filter_string=f"tags.`{RUN_KEY_TAG}` = '{run_key}' and attributes.status = 'RUNNING'",
+    )
+    stages = []
+    for r in runs:
+        if r.data.tags.get(STAGE_TAG) not in (None, "pipeline"):
+            c.set_terminated(r.info.run_id, "FAILED")
+            stages.append(r.data.tags[STAGE_TAG])
+    return stages
+
+
 def open_pipeline_run(experiment: str, run_key: str, run_name: str, params: Mapping[str, Any], config_yaml: str) -> str:
     """Find or create the parent run of pipeline run ``run_key``; return its run id."""
     existing = find_pipeline_run(experiment, run_key)
