@@ -12,7 +12,11 @@
 # Needs root (dockerd, debootstrap) and the dev venv (.venv; `make e2e` builds it first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ "$(id -u)" = 0 ] || { echo "error: make e2e starts a Docker daemon and runs debootstrap: run it as root" >&2; exit 2; }
+if [ "$(id -u)" != 0 ]; then  # a daemon, debootstrap and Debian packages need root: sudo when it asks no password
+    if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then exec sudo -n --preserve-env "$0" "$@"; fi
+    echo "error: make e2e starts a Docker daemon and runs debootstrap: run it as root (or with password-less sudo)" >&2
+    exit 2
+fi
 export E2E_CACHE=${E2E_CACHE:-/var/cache/divtune-e2e}
 t0=$(date +%s)
 stamp() { echo "[e2e] $(( $(date +%s) - t0 ))s: $*" >&2; }

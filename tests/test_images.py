@@ -49,3 +49,30 @@ def test_every_component_image_has_a_dockerfile():
     tests/test_pipeline.py, tests/test_containers.py) are each built by a Dockerfile here."""
     for which, name in (("trainer", "trainer"), ("evaluator", "eval"), ("server", "serve")):
         assert (ROOT / "images" / f"{name}.Dockerfile").is_file(), which
+
+
+def _lock_versions(variant: str) -> dict[str, str]:
+    text = (ROOT / "images" / f"requirements-{variant}.lock").read_text()
+    return {m.group(1).lower().replace("_", "-"): m.group(2)
+            for m in re.finditer(r"^([A-Za-z0-9_.\-]+)==([^\s;\\]+)", text, re.M)}
+
+
+@pytest.mark.parametrize("variant", ["cpu", "gpu"])
+def test_every_project_requirement_is_locked_within_its_pin(variant):
+    """What the images install comes from the lock files (pip --require-hashes): each of the project's runtime
+    requirements (and, for the GPU images, the gpu extra) must be in the lock, at a version pyproject allows."""
+    from packaging.version import Version
+
+    proj = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = [Requirement(r) for r in proj["dependencies"]]
+    if variant == "gpu":
+        reqs += [Requirement(r) for r in proj["optional-dependencies"]["gpu"]]
+    lock = _lock_versions(variant)
+    for req in reqs:
+        if req.marker is not None and not req.marker.evaluate({"platform_system": "Linux", "sys_platform": "linux"}):
+            continue
+        name = req.name.lower().replace("_", "-")
+        assert name in lock, f"requirements-{variant}.lock lacks {req.name}"
+        version = Version(lock[name].split("+")[0])
+        assert req.specifier.contains(version, prereleases=True), \
+            f"requirements-{variant}.lock has {req.name}=={lock[name]}, outside pyproject's {req.specifier}"
