@@ -185,23 +185,45 @@ def train(config_yaml: str, run_key: str, base_path: str, data_path: str, adapte
 
 
 def merge(config_yaml: str, run_key: str, base_path: str, adapter_dir: str, out_dir: str) -> dict[str, Any]:
-    """Merge the adapter into the base, check it reloads and generates, log the model to MLflow."""
+    """Merge the adapter into the base, check it reloads and generates, log the model to MLflow.
+
+    With ``storage.models_uri`` the merged weights go to object storage only (built in the cache first), and the
+    ``out_dir`` artifact is a pointer to their ``s3://`` URI: the KFP artifact store (often a 10-20 GiB volume)
+    never holds a second copy of a 15-65 GB model."""
+    import tempfile
+
+    from divtune import paths
     from divtune.models.merge import merge_lora
+    from divtune.models.pointers import write_remote_pointer
 
     cfg = _cfg(config_yaml)
     with tracking.stage_run(cfg.registry.experiment, run_key, "merge_lora") as rid:
         import mlflow
 
-        report = merge_lora(model_dir_of(base_path), adapter_dir, out_dir, dtype=cfg.model.dtype,
-                            trust_remote_code=cfg.model.trust_remote_code)
-        mlflow.log_params({"parameters": report["parameters"], "reload_check_sample": report["reload_check_sample"][:200]})
-        if cfg.storage.models_uri:  # object storage (S3/MinIO): the registered version points there
-            from divtune import storage
+        remote = bool(cfg.storage.models_uri)
+        if remote:
+            (paths.home() / "tmp").mkdir(parents=True, exist_ok=True)
+            build = Path(tempfile.mkdtemp(prefix="merged-", dir=paths.home() / "tmp")) / "model"
+        else:
+            build = Path(out_dir)
+        try:
+            report = merge_lora(model_dir_of(base_path), adapter_dir, build, dtype=cfg.model.dtype,
+                                trust_remote_code=cfg.model.trust_remote_code)
+            mlflow.log_params({"parameters": report["parameters"],
+                               "reload_check_sample": report["reload_check_sample"][:200]})
+            if remote:  # object storage (S3/MinIO): the registered version points there
+                from divtune import storage
 
-            model_uri = f"{cfg.storage.models_uri.rstrip('/')}/{cfg.registry.model_name}/{run_key}"
-            manifest = storage.upload_dir(out_dir, model_uri, endpoint_url=cfg.storage.endpoint_url)
-            mlflow.log_dict(manifest, "model_manifest.json")
-        else:  # the MLflow artifact store (local, or whatever the tracking server proxies)
+                model_uri = f"{cfg.storage.models_uri.rstrip('/')}/{cfg.registry.model_name}/{run_key}"
+                manifest = storage.upload_dir(build, model_uri, endpoint_url=cfg.storage.endpoint_url)
+                mlflow.log_dict(manifest, "model_manifest.json")
+                if Path(out_dir).exists():
+                    shutil.rmtree(out_dir)
+                write_remote_pointer(out_dir, model_uri, cfg.storage.endpoint_url)
+        finally:
+            if remote:
+                shutil.rmtree(build.parent, ignore_errors=True)
+        if not remote:  # the MLflow artifact store (local, or whatever the tracking server proxies)
             mlflow.log_artifacts(out_dir, "model")
             model_uri = f"{mlflow.get_run(rid).info.artifact_uri}/model"
         mlflow.set_tag("divtune.model_uri", model_uri)
@@ -303,6 +325,62 @@ def promote(config_yaml: str, run_key: str, candidate_eval: str, base_eval: str,
     c.set_tag(parent.info.run_id, promotion.DECISION_TAG, "promote" if decision.promote else "reject")
     tracking.close_pipeline_run(cfg.registry.experiment, run_key)
     return summary
+
+
+#: The deploy step's outcomes (``status`` of :func:`deploy`).
+DEPLOY_STATUSES = ("applied", "rendered", "not-rendered")
+
+
+def deploy(config_yaml: str, run_key: str, decision_json: str, out_manifest: str) -> dict[str, Any]:
+    """After a promotion (the DAG runs this only when promote's decision is ``promote``): the version promote
+    registered, served.  Its KServe InferenceService is rendered from its registered source and written to
+    ``out_manifest`` (the step's artifact, and the MLflow parent run's ``deploy/inferenceservice.yaml``); it is
+    applied (:func:`divtune.serve.deploy.deploy`: server-side apply, the optional canary) only with
+    ``deploy.enabled`` and Kubernetes credentials at hand.  Not enabled, a version KServe cannot read (a local
+    artifact store) is recorded as ``not-rendered`` with the reason; enabled, it is an error."""
+    import yaml
+
+    from divtune.serve import deploy as dep
+
+    cfg = _cfg(config_yaml)
+    d = cfg.deploy
+    try:
+        summary = json.loads(Path(decision_json).read_text(encoding="utf-8"))
+        uri = f"models:/{summary['registered_model']}/{summary['version']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        raise DivtuneError(f"promotion summary {decision_json} is missing or malformed; run promote first") from None
+    info: dict[str, Any] = {"model_uri": uri, "version": str(summary["version"]), "enabled": d.enabled,
+                            "canary_percent": d.canary_percent}
+    out = Path(out_manifest)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        isvc = dep.render(uri, name=d.isvc_name, namespace=d.namespace, canary_percent=d.canary_percent)
+    except DivtuneError as exc:
+        if d.enabled:
+            raise
+        info.update(status="not-rendered", reason=str(exc))
+        out.write_text(f"# {uri}: not rendered: {exc}\n", encoding="utf-8")
+    else:
+        meta = isvc["metadata"]
+        info.update(inferenceservice=f"{meta['namespace']}/{meta['name']}",
+                    storage_uri=isvc["spec"]["predictor"]["model"]["storageUri"])
+        out.write_text(yaml.safe_dump(isvc, sort_keys=False), encoding="utf-8")
+        if not d.enabled:
+            info.update(status="rendered", reason="deploy.enabled is false")
+        elif not dep.has_kube_credentials():
+            info.update(status="rendered", reason="no Kubernetes credentials (kubeconfig or service account)")
+        else:
+            info.update(dep.deploy(uri, name=d.isvc_name, namespace=d.namespace, canary_percent=d.canary_percent,
+                                   max_invalid_rate=d.max_invalid_rate))
+            info["status"] = "applied"
+    parent = tracking.find_pipeline_run(cfg.registry.experiment, run_key)
+    if parent is not None:  # promote closed it; its record gets the manifest and the outcome
+        c = tracking.client()
+        c.log_text(parent.info.run_id, out.read_text(encoding="utf-8"), "deploy/inferenceservice.yaml")
+        c.set_tag(parent.info.run_id, "divtune.deploy", info["status"])
+    print(f"[deploy] {uri}: {info['status']}" + (f" ({info['reason']})" if info.get("reason") else ""),
+          file=sys.stderr)
+    return info
 
 
 def close_run(config_yaml: str, run_key: str, state: str, error: str = "") -> str:
