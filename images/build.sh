@@ -32,7 +32,7 @@ fi
 # the staged context, shared by every image of this call
 ctx=$(mktemp -d "${TMPDIR:-/tmp}/divtune-ctx.XXXXXX"); trap 'rm -rf "$ctx"' EXIT
 # (of images/ only what the Dockerfiles copy: editing a build script does not invalidate the images)
-git ls-files -co --exclude-standard -- pyproject.toml README.md divtune components pipelines configs \
+git ls-files -co --exclude-standard -- pyproject.toml README.md divtune components pipelines configs manifests/kserve-vllm.yaml \
     'images/*.Dockerfile' 'images/requirements-*.lock' 'images/*-entrypoint.*' \
     | while read -r f; do [ -f "$f" ] && printf '%s\0' "$f"; done | xargs -0 cp --parents -t "$ctx"
 mkdir -p "$ctx/wheels" "$ctx/certs"
@@ -68,6 +68,19 @@ for name in "$@"; do
         continue
     fi
     echo "[build] $ref (variant $v, base ${base:-default})" >&2
+    if grep -q '^FROM .* AS deps$' "$df"; then
+        # the dependency stage, tagged by what it is made of: untagged, the prune below would drop it, and the
+        # next code change would reinstall every locked package (minutes) instead of rebuilding the last layers
+        dkey=$(printf '%s\n' "$(sed -n '1,/^FROM deps/p' "$df" | sha256sum)" \
+            "$(cd "$ctx" && find "images/requirements-$v.lock" wheels certs -type f -print0 2>/dev/null \
+               | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum)" "$base_id" "$v" | sha256sum | cut -c1-16)
+        deps=localhost/divtune-build-cache/$repo-deps:$v-$dkey
+        docker image inspect "$deps" >/dev/null 2>&1 || docker build --network host -f "$ctx/$df" "${base_args[@]}" \
+            --build-arg "VARIANT=$v" --target deps --label "divtune.build-cache=$repo" -t "$deps" "$ctx" >&2
+        # older dependency stages of this image go once replaced
+        docker images --filter "label=divtune.build-cache=$repo" --format '{{.Repository}}:{{.Tag}}' \
+            | grep -vxF "$deps" | xargs -r docker rmi >/dev/null 2>&1 || true
+    fi
     docker build --network host -f "$ctx/$df" "${base_args[@]}" --build-arg "VARIANT=$v" \
         --build-arg "IMAGE_REGISTRY=$registry" --build-arg "IMAGE_TAG=$t" \
         --label "divtune.content-key=$key" --label "divtune.variant=$v" --label "org.opencontainers.image.revision=$(git rev-parse HEAD)" \
