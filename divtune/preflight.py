@@ -48,13 +48,17 @@ def check_cluster(cfg: Any, *, submitting: bool, core_api: Any = None, custom_ap
     """What a run on the cluster needs and the config can say, one line each: pods that share one tracking
     server, required Secrets not mounted as optional; with Kubernetes credentials at hand (or the APIs given),
     also that the cache PVC exists and is ReadWriteMany, that every Secret exists, and that the TrainJob runtime
-    exists.  ``submitting``: a run or schedule (always checked); else a compile (checked for cluster presets)."""
+    exists; the training layout and per-GPU memory (:func:`divtune.train.memory.check_training_fit`).
+    ``submitting``: a run or schedule (always checked); else a compile (checked for cluster presets)."""
     from urllib.parse import urlparse
 
     from divtune.errors import ConfigError
 
     if not submitting and not _is_cluster_preset(cfg):
         return  # a spec of the toy, to read: nothing will run it as it is
+    from divtune.train.memory import check_training_fit
+
+    check_training_fit(cfg)  # more than one GPU: a sharded TrainJob; the per-GPU arithmetic fits the card
     c = cfg.cluster
     uri = c.env.get("MLFLOW_TRACKING_URI", "")
     if urlparse(uri).scheme not in ("http", "https"):

@@ -34,7 +34,8 @@ SESSION_ENV = {"HF_HUB_OFFLINE": "1", "DIVTUNE_NO_PROGRESS": "1", "TOKENIZERS_PA
 #: loadfile`` (one worker per module), and longest-first keeps the two workers' loads even: the whole-DAG module
 #: (the DAG run, then the kill-and-resume run compared with it) is the longest chain and starts at once.
 COSTLIEST_FIRST = ("test_dag_run.py", "test_smollm2.py", "test_repro.py", "test_toy_model.py",
-                   "test_partitioner_training.py", "test_faults.py", "test_mlflow_server.py", "test_evaluate_stage.py")
+                   "test_partitioner_training.py", "test_faults.py", "test_mlflow_server.py", "test_evaluate_stage.py",
+                   "test_torchrun.py", "test_novelty.py", "test_serve_champion.py")
 
 
 def pytest_collection_modifyitems(config, items):

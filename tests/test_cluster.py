@@ -139,3 +139,19 @@ def test_the_evaluation_report_in_markdown():
                                    "counts": {"Mars": 2, "Venus": 1, "Earth": 1, "Pluto": 0}}]}}
     md = evaluation_markdown("candidate", {"jsd_mean": 0.2, "invalid_rate": 0.01}, res)
     assert "| jsd_mean | 0.2000 |" in md and "| planets | 0.200 | 0.010 | 3/4 | Mars (2)" in md
+
+
+def test_cluster_check_refuses_training_that_does_not_fit_its_gpus():
+    """`check_cluster` (compile, run --kfp-host, schedule) runs the training layout and memory check first
+    (divtune/train/memory.py): the 32B preset's old one-pod settings, and the preset on one 80 GB GPU."""
+    old = load_config("qwen2.5-32b-gapo", overrides=["cluster.train_distributed=none", "train.sharding=none",
+                                                     "train.vllm_tensor_parallel_size=1"])
+    with pytest.raises(ConfigError, match="qwen2.5-32b-gapo: cluster.train_gpus 4 in one pod trains in one process"):
+        check_cluster(old, submitting=False)
+    one = load_config("qwen2.5-32b-gapo", overrides=["cluster.train_gpus=1", "cluster.train_distributed=none",
+                                                     "train.sharding=none", "train.vllm_tensor_parallel_size=1"])
+    with pytest.raises(ConfigError, match=r"training needs \d+\.\d GiB per GPU .* cluster.gpu_memory_gib is 79"):
+        check_cluster(one, submitting=True, core_api=_Core(), custom_api=_Custom())
+    ok_core = _Core({("default", "divtune-cache"): ["ReadWriteMany"]}, [("default", "divtune-s3")])
+    check_cluster(load_config("qwen2.5-32b-gapo", overrides=["cluster.namespace=default"]), submitting=True,
+                  core_api=ok_core, custom_api=_Custom(["torch-distributed"]))  # the shipped preset fits

@@ -246,14 +246,15 @@ def test_trainjob_config_is_validated():
         load_config("toy", overrides=["cluster.train_distributed=mpi"])
     with pytest.raises(ConfigError, match="cluster.train_nodes"):
         load_config("toy", overrides=["cluster.train_nodes=0"])
-    assert not load_config("qwen2.5-32b-gapo").cluster.uses_trainjob
+    assert not load_config("qwen2.5-7b-gapo").cluster.uses_trainjob  # one GPU: the pipeline's own step
+    assert load_config("qwen2.5-32b-gapo").cluster.uses_trainjob  # 4 GPUs: a sharded TrainJob (docs/memory.md)
 
 
 @pytest.mark.parametrize("overrides", [["cluster.train_nodes=2"], ["cluster.train_distributed=trainjob"]])
 def test_compiled_pipeline_trains_through_the_trainjob_component_when_selected(tmp_path, overrides):
     from divtune_kfp.pipelines.local import compile_pipeline
 
-    cfg = load_config("qwen2.5-32b-gapo", overrides=overrides)
+    cfg = load_config("qwen2.5-7b-gapo", overrides=overrides)
     out = compile_pipeline(cfg, tmp_path / "p.yaml")
     spec, platform = yaml.safe_load_all(out.read_text())
     tasks = pipeline_tasks(spec)
@@ -268,6 +269,159 @@ def test_compiled_pipeline_trains_through_the_trainjob_component_when_selected(t
     assert k8s["pvcMount"][0]["mountPath"] == "/mnt/divtune"  # stages data and collects the adapter there
     assert "tolerations" not in k8s
     # without the selection, the single-pod GPU step
-    plain = compile_pipeline(load_config("qwen2.5-32b-gapo"), tmp_path / "q.yaml")
+    plain = compile_pipeline(load_config("qwen2.5-7b-gapo"), tmp_path / "q.yaml")
     tasks = pipeline_tasks(next(yaml.safe_load_all(plain.read_text())))
     assert "train" in tasks and "train-distributed" not in tasks
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Inside the TrainJob: group rewards across real ranks, rank 0's MLflow run, per-rank devices
+# (the whole torchrun path on the toy: tests/test_torchrun.py)
+# ---------------------------------------------------------------------------------------------------------
+
+G_UNIT = 4
+
+
+class _CountingReward:
+    """GAPO's reward, recording which groups this process scored; fails on a group whose first answer is 'boom'."""
+
+    name = "counting"
+
+    def __init__(self):
+        from divtune.rewards.lists import FrequencyAwareReward
+
+        self.inner = FrequencyAwareReward()
+        self.seen: list[str] = []
+
+    def __call__(self, completions, meta):
+        if "boom" in completions[0]:
+            from divtune.errors import DivtuneError
+
+            raise DivtuneError("the reward model ran out of memory")
+        self.seen.append(completions[0])
+        return self.inner(completions, meta)
+
+    def diagnostics(self, completions, meta):
+        return {"first_len": float(len(completions[0]))}
+
+
+def _unit_batch():
+    """3 groups of G=4, 6 rows a rank: group 1 (rows 4-7) straddles ranks 0 and 1."""
+    items = ["A", "B", "C", "D"]
+    texts = ["A", "A", "B", "C", "A", "B", "B", "D", "C", "C", "C", "C"]
+    gids = [f"g{i // G_UNIT}" for i in range(12)]
+    return [(g, f"<answer>{t}</answer>{g}", {"items": items}) for g, t in zip(gids, texts)]
+
+
+def _rank_main(rank: int, port: int, queue) -> None:
+    """One gloo rank: the batch scored, then the batch whose group 2 (rank 0's) fails; both results queued."""
+    import torch.distributed as tdist
+
+    from divtune.rewards.trl_adapter import TRLGroupReward
+
+    tdist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        for case in ("ok", "fail"):
+            rows = _unit_batch()
+            if case == "fail":
+                rows[8] = (rows[8][0], "boom", rows[8][2])  # group 2 is scored on rank 0 (groups 0 and 2)
+            part = rows[6 * rank: 6 * rank + 6]
+            reward = _CountingReward()
+            fn = TRLGroupReward(reward, G_UNIT)  # the defaults: torch.distributed gathering and sharing
+            logged: dict = {}
+            try:
+                out = fn(prompts=[None] * 6, completions=[r[1] for r in part], group_id=[r[0] for r in part],
+                         items=[r[2]["items"] for r in part], log_metric=logged.__setitem__)
+                queue.put((case, rank, "ok", out, reward.seen, fn.groups_scored, logged))
+            except Exception as exc:  # noqa: BLE001 - reported to the test
+                queue.put((case, rank, "error", f"{type(exc).__name__}: {exc}", reward.seen, fn.groups_scored,
+                           logged))
+    finally:
+        tdist.destroy_process_group()
+
+
+def test_each_group_is_scored_on_one_rank_and_shared_over_real_gloo_ranks():
+    """Two real gloo processes: every group scored exactly once, on one rank, the scores the same as one process's;
+    a rank whose scoring fails takes part in the exchange, so every rank raises its error instead of hanging."""
+    import multiprocessing as mp
+
+    from divtune.rewards.trl_adapter import TRLGroupReward, score_rows
+    from support import free_port
+
+    rows = _unit_batch()
+    whole, _ = score_rows(rows, _CountingReward(), G_UNIT)
+    single = TRLGroupReward(_CountingReward(), G_UNIT)  # one process: the same adapter, nothing to gather
+    single_logged: dict = {}
+    assert single(prompts=[None] * 12, completions=[r[1] for r in rows], group_id=[r[0] for r in rows],
+                  items=[r[2]["items"] for r in rows], log_metric=single_logged.__setitem__) == whole
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    port = free_port()
+    procs = [ctx.Process(target=_rank_main, args=(r, port, queue)) for r in range(2)]
+    for p in procs:
+        p.start()
+    try:
+        got: dict = {}
+        for _ in range(4):
+            case, rank, *rest = queue.get(timeout=120)  # a rank waiting forever in a collective times out here
+            got[case, rank] = rest
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+    ok0, ok1 = got["ok", 0], got["ok", 1]
+    assert [ok0[0], ok1[0]] == ["ok", "ok"], got
+    assert ok0[1] + ok1[1] == whole  # each rank's slice, the straddling group included
+    assert sorted(ok0[2] + ok1[2]) == sorted(r[1] for r in rows[::G_UNIT])  # every group exactly once
+    assert ok0[2] and ok1[2] and not set(ok0[2]) & set(ok1[2])  # split between the ranks, not repeated
+    assert (ok0[3], ok1[3]) == (2, 1)  # groups 0 and 2 on rank 0, group 1 on rank 1
+    assert ok0[4] == ok1[4] == single_logged  # the same diagnostics (TRL averages the ranks' values)
+    assert got["fail", 0][:2] == got["fail", 1][:2] == ["error", "DivtuneError: the reward model ran out of memory"]
+
+
+def test_rank_zero_logs_into_the_stage_run_from_the_environment(monkeypatch):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+    from transformers import TrainerState
+
+    from divtune.registry import tracking
+    from divtune.train.trainer import mlflow_callback, mlflow_run_from_env
+
+    tracking.setup()
+    rid = MlflowClient().create_run(tracking.experiment_id("trainjob-test")).info.run_id
+    monkeypatch.setenv("MLFLOW_RUN_ID", rid)
+    cb, state = mlflow_callback(), TrainerState(global_step=3)
+    monkeypatch.setenv("RANK", "1")
+    with mlflow_run_from_env() as active:
+        assert active is None and mlflow.active_run() is None  # another rank: no run, nothing logged
+        cb.on_log(None, state, None, logs={"loss": 2.0})
+    monkeypatch.setenv("RANK", "0")
+    with mlflow_run_from_env() as active:
+        assert active == rid and mlflow.active_run().info.run_id == rid
+        cb.on_log(None, state, None, logs={"loss": 1.5, "rewards/gapo/mean": 0.25})
+    assert mlflow.active_run() is None
+    run = MlflowClient().get_run(rid)
+    assert run.data.metrics == {"loss": 1.5, "rewards_gapo_mean": 0.25}
+    assert [m.step for m in MlflowClient().get_metric_history(rid, "loss")] == [3]
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)  # (MLflow's end_run drops it too)
+    with mlflow_run_from_env() as active:  # `divtune train` by hand: no run of its own
+        assert active is None and mlflow.active_run() is None
+
+
+def test_every_rank_gets_its_own_device(monkeypatch):
+    import torch
+
+    from divtune.errors import DivtuneError
+    from divtune.models.loading import rank_device
+
+    assert rank_device() == ("cpu" if not torch.cuda.is_available() else f"cuda:{torch.cuda.current_device()}")
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert rank_device() == "cuda:1" and chosen == [1]  # and the current device: a bare "cuda" is this rank's
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    with pytest.raises(DivtuneError, match="LOCAL_RANK=2 but only 2 CUDA device"):
+        rank_device()

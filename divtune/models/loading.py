@@ -17,6 +17,22 @@ from divtune.models.checks import check_model_dir
 _DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16", "auto": "auto"}
 
 
+def rank_device() -> str:
+    """This process's device: ``cuda:LOCAL_RANK`` when CUDA is present (made the current CUDA device, so a bare
+    ``"cuda"`` anywhere in the process means this rank's GPU too), else ``cpu``.  ``LOCAL_RANK`` is set by
+    torchrun; a single process is local rank 0."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu"
+    local = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    if local >= torch.cuda.device_count():
+        raise DivtuneError(f"LOCAL_RANK={local} but only {torch.cuda.device_count()} CUDA device(s) are visible: "
+                           "launch at most one process per GPU")
+    torch.cuda.set_device(local)
+    return f"cuda:{local}"
+
+
 def load_model_and_tokenizer(path: str | os.PathLike, *, dtype: str = "auto", device: str | None = None,
                              trust_remote_code: bool = False) -> tuple[Any, Any]:
     p = check_model_dir(path)  # before the heavy imports: a bad path is a one-line error in a second
@@ -39,9 +55,7 @@ def load_model_and_tokenizer(path: str | os.PathLike, *, dtype: str = "auto", de
         tokenizer = AutoTokenizer.from_pretrained(p, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as exc:  # corrupt or mismatched files
         raise DivtuneError(f"cannot load model from {p}: {one_line(exc)}") from None
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return model.to(device), tokenizer
+    return model.to(device or rank_device()), tokenizer
 
 
 def default_embedding_model() -> Path:

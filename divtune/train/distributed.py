@@ -29,6 +29,7 @@ from typing import Any
 
 from divtune.config import ClusterConfig, PipelineConfig
 from divtune.errors import ConfigError, DivtuneError, one_line
+from divtune.train.sharding import launcher_env
 
 GROUP = "trainer.kubeflow.org"
 VERSION = "v1alpha1"
@@ -56,7 +57,9 @@ def trainjob_manifest(cfg: PipelineConfig, *, name: str, namespace: str, image: 
                       runtime: str = "torch-distributed", mlflow_run_id: str | None = None) -> dict[str, Any]:
     """The TrainJob: ``num_nodes`` x ``gpus_per_node`` torchrun processes on ``divtune train``; the config in env,
     Secrets as references, tolerations / node selector / cache PVC / ``/dev/shm`` as a runtime patch of the
-    ``node`` job.  ``mlflow_run_id``: the pipeline's ``train`` child run, where rank 0 logs its metrics."""
+    ``node`` job.  ``mlflow_run_id``: the pipeline's ``train`` child run, where rank 0 logs its metrics.
+    ``train.sharding: fsdp`` adds accelerate's FSDP variables (:func:`divtune.train.sharding.launcher_env`);
+    with ``none`` the command and env are plain torchrun (DDP of the adapter, or gloo on CPU)."""
     if num_nodes < 1 or gpus_per_node < 1:
         raise ConfigError("a TrainJob needs num_nodes >= 1 and gpus_per_node >= 1")
     c = cfg.cluster
@@ -69,6 +72,7 @@ def trainjob_manifest(cfg: PipelineConfig, *, name: str, namespace: str, image: 
         env.append({"name": "DIVTUNE_HOME", "value": c.cache_mount_path})
     if mlflow_run_id:
         env.append({"name": "MLFLOW_RUN_ID", "value": mlflow_run_id})
+    env += [{"name": k, "value": v} for k, v in launcher_env(cfg.train).items()]  # FSDP: accelerate's contract
     trainer: dict[str, Any] = {
         "image": image,
         "command": ["torchrun", "--module", "divtune.cli"],

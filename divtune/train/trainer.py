@@ -1,9 +1,16 @@
 """Post-training with TRL: GAPO / DARLING / GRPO through ``GRPOTrainer``, the SFT baseline through
 ``SFTTrainer``; LoRA through peft; live metrics to the active MLflow run; resumable checkpoints.
+
+Under torchrun (a TrainJob) every process trains on its own device (``cuda:LOCAL_RANK``, or CPU with gloo), the
+group reward scores each group on one rank (:mod:`divtune.rewards.trl_adapter`), and global rank 0 logs into
+the run named by ``MLFLOW_RUN_ID``.  ``DIVTUNE_ROW_SEEDED_SAMPLING=1`` draws every rollout from its own seeded
+stream (:class:`RowSeededSampler`), so the same seed trains the same adapter on any number of processes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import math
 import os
 import shutil
@@ -30,8 +37,8 @@ class TrainResult:
 # --------------------------------------------------------------------------------------
 
 
-def group_reward_for(tc: TrainConfig):
-    """The group reward a method trains with."""
+def group_reward_for(tc: TrainConfig, device: str | None = None):
+    """The group reward a method trains with; ``device``: where DARLING's partitioner model runs."""
     from divtune.rewards.lists import FrequencyAwareReward, ValidityReward
 
     if tc.method == "gapo":
@@ -41,7 +48,7 @@ def group_reward_for(tc: TrainConfig):
     if tc.method == "darling":
         from divtune.rewards.darling import build_darling_reward
 
-        return build_darling_reward(tc.darling)
+        return build_darling_reward(tc.darling, device=device)
     raise ConfigError(f"method {tc.method!r} has no group reward")
 
 
@@ -100,6 +107,32 @@ def progress_off() -> bool:
     return os.environ.get("DIVTUNE_NO_PROGRESS") == "1"
 
 
+def is_main_rank() -> bool:
+    """Global rank 0 (torchrun's ``RANK``), or a single process."""
+    return int(os.environ.get("RANK", "0") or 0) == 0
+
+
+@contextlib.contextmanager
+def mlflow_run_from_env():
+    """``MLFLOW_RUN_ID`` (a TrainJob's pods get the pipeline's ``train`` child run there) made the active MLflow run
+    on global rank 0 for the block, so :func:`mlflow_callback` logs every step into it, once; the other ranks and
+    a process without the variable (or with a run already active) log nothing of their own."""
+    rid = os.environ.get("MLFLOW_RUN_ID")
+    if not rid or not is_main_rank():
+        yield None
+        return
+    import mlflow
+
+    from divtune.registry import tracking
+
+    if mlflow.active_run() is not None:
+        yield mlflow.active_run().info.run_id
+        return
+    tracking.setup()
+    with mlflow.start_run(run_id=rid):
+        yield rid
+
+
 # --------------------------------------------------------------------------------------
 # Configs
 # --------------------------------------------------------------------------------------
@@ -126,6 +159,8 @@ def grpo_config(tc: TrainConfig, output_dir: Path):
     import torch
     from trl import GRPOConfig
 
+    from divtune.models.sampling import SamplingParams
+
     from divtune.rewards.trl_adapter import check_batch_geometry
 
     spg = tc.steps_per_generation or tc.gradient_accumulation_steps
@@ -138,8 +173,8 @@ def grpo_config(tc: TrainConfig, output_dir: Path):
         steps_per_generation=tc.steps_per_generation,
         max_steps=tc.max_steps,
         learning_rate=tc.learning_rate,
+        lr_scheduler_type=tc.lr_scheduler_type,
         beta=tc.beta,
-        temperature=tc.temperature,
         max_completion_length=tc.max_completion_length,
         loss_type=tc.loss_type,
         scale_rewards=tc.scale_rewards,
@@ -148,15 +183,21 @@ def grpo_config(tc: TrainConfig, output_dir: Path):
         save_total_limit=tc.save_total_limit,
         seed=tc.seed,
         bf16=tc.bf16 and torch.cuda.is_available(),
+        use_cpu=not torch.cuda.is_available(),  # else accelerate sees torchrun's CPU processes as one each (no gloo)
         use_vllm=tc.use_vllm,
         gradient_checkpointing=tc.gradient_checkpointing,
         report_to="none",
         disable_tqdm=progress_off(),
-        top_k=0,
-        top_p=1.0,
+        # the sampling contract (divtune.models.sampling): every field explicit, none from generation_config.json
+        **SamplingParams(n=tc.num_generations, temperature=tc.temperature, top_p=tc.top_p, top_k=tc.top_k,
+                         min_p=tc.min_p, repetition_penalty=tc.repetition_penalty,
+                         max_new_tokens=tc.max_completion_length, seed=tc.seed).trl_kwargs(use_vllm=tc.use_vllm),
     )
     if tc.use_vllm:
+        from divtune.train.sharding import grpo_kwargs
+
         kwargs.update(vllm_mode=tc.vllm_mode, vllm_gpu_memory_utilization=tc.vllm_gpu_memory_utilization)
+        kwargs.update(grpo_kwargs(tc))  # tensor parallelism and context window of the colocated engine
     return GRPOConfig(**kwargs)
 
 
@@ -176,10 +217,128 @@ def sft_config(tc: TrainConfig, output_dir: Path, num_rows: int):
         save_total_limit=tc.save_total_limit,
         seed=tc.seed,
         bf16=tc.bf16 and torch.cuda.is_available(),
+        use_cpu=not torch.cuda.is_available(),
         completion_only_loss=True,
         report_to="none",
         disable_tqdm=progress_off(),
     )
+
+
+# --------------------------------------------------------------------------------------
+# Rollout sampling independent of the process layout
+# --------------------------------------------------------------------------------------
+
+ROW_SEEDED_ENV = "DIVTUNE_ROW_SEEDED_SAMPLING"
+_M32 = 0xFFFFFFFF
+
+
+def row_seeded_sampling(tc: TrainConfig | None = None) -> bool:
+    """Whether rollouts are sampled per row (``DIVTUNE_ROW_SEEDED_SAMPLING=1``): see :class:`RowSeededSampler`."""
+    return os.environ.get(ROW_SEEDED_ENV) == "1" or bool(tc is not None and tc.row_seeded_sampling)
+
+
+def _mul32(x, m: int):
+    """``(x * m) mod 2**32`` for an int64 tensor ``0 <= x < 2**32`` without int64 overflow."""
+    return (x * (m & 0xFFFF) + (((x * (m >> 16)) & 0xFFFF) << 16)) & _M32
+
+
+def _mix32(x):
+    """A 32-bit integer hash (lowbias32) of an int64 tensor of values below 2**32."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def row_key(seed: int, step: int, mode: str, row: int) -> int:
+    """The 32-bit sampling key of the ``row``-th completion (in the global, rank-ordered batch) at ``step``."""
+    return int.from_bytes(hashlib.blake2b(f"{seed}/{step}/{mode}/{row}".encode(), digest_size=4).digest(), "big")
+
+
+class RowSeededSampler:
+    """A transformers logits processor that draws each row's next token from its own random stream.
+
+    ``generate`` samples a whole batch with one ``torch.multinomial``, so a completion depends on which other rows
+    share its process and batch: the same seed on 1 or 8 processes gives other rollouts.  Here the sampling
+    warpers (temperature, top-k, top-p, min-p: transformers' own) are applied and the token is chosen by the
+    Gumbel-max trick, ``argmax(scores + Gumbel noise)`` -- an exact sample of ``softmax(scores)`` -- with noise
+    hashed from (row key, token position, vocabulary index); the scores come back one-hot (0 for the choice,
+    -inf elsewhere), so the warpers and ``multinomial`` that ``generate`` applies after custom processors keep
+    that token.  A row's completion then depends only on its key and its own logits.
+    """
+
+    def __init__(self, keys: Sequence[int], generation_config: Any) -> None:
+        from transformers.generation.logits_process import (LogitsProcessorList, MinPLogitsWarper,
+                                                            TemperatureLogitsWarper, TopKLogitsWarper,
+                                                            TopPLogitsWarper)
+
+        gc = generation_config
+        for name, off in (("typical_p", 1.0), ("epsilon_cutoff", 0.0), ("eta_cutoff", 0.0), ("top_h", None)):
+            if getattr(gc, name, off) not in (off, None):
+                raise DivtuneError(f"row-seeded sampling does not implement {name}={getattr(gc, name)!r}")
+        w = LogitsProcessorList()  # the order of transformers' GenerationMixin._get_logits_processor
+        if gc.temperature is not None and gc.temperature != 1.0:
+            w.append(TemperatureLogitsWarper(gc.temperature))
+        if gc.top_k is not None and gc.top_k != 0:
+            w.append(TopKLogitsWarper(top_k=gc.top_k))
+        if gc.top_p is not None and gc.top_p < 1.0:
+            w.append(TopPLogitsWarper(top_p=gc.top_p))
+        if gc.min_p is not None:
+            w.append(MinPLogitsWarper(min_p=gc.min_p))
+        self.warpers = w
+        self.keys = list(keys)
+        self.position = 0  # tokens generated so far (the same for every row of the batch)
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        scores = self.warpers(input_ids, scores)
+        dev = scores.device
+        keys = torch.tensor(self.keys, dtype=torch.int64, device=dev)
+        if keys.numel() != scores.size(0):
+            raise DivtuneError(f"row-seeded sampling got {scores.size(0)} rows for {keys.numel()} keys")
+        row = _mix32(keys ^ _mix32((self.position + 0x9E3779B9) & _M32))  # (plain ints hash the same way)
+        vocab = _mul32(torch.arange(scores.size(1), dtype=torch.int64, device=dev), 0x9E3779B1)
+        h = _mix32(row[:, None] ^ vocab[None, :])
+        u = ((h >> 8).to(torch.float32) + 0.5) / float(1 << 24)  # (0, 1), 24 bits
+        choice = torch.argmax(scores.float() - torch.log(-torch.log(u)), dim=-1)
+        self.position += 1
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter_(1, choice[:, None], 0.0)
+
+
+def row_seeded_trainer_class():
+    """``GRPOTrainer`` whose transformers rollouts use :class:`RowSeededSampler`, keyed by (seed, global step,
+    global row): the same rollouts on any number of processes, and again after a resume from a checkpoint."""
+    from trl import GRPOTrainer
+
+    class RowSeededGRPOTrainer(GRPOTrainer):
+        def _generate_single_turn(self, prompt_ids, *args, **kwargs):
+            if self.use_vllm or getattr(self, "use_transformers_continuous_batching", False):
+                raise DivtuneError(f"{ROW_SEEDED_ENV}=1 applies to transformers generation, not vLLM or "
+                                   "continuous batching")
+            mode = "train" if self.model.training else "eval"
+            first = self.accelerator.process_index * len(prompt_ids)
+            sampler = RowSeededSampler([row_key(self.args.seed, self.state.global_step, mode, first + i)
+                                        for i in range(len(prompt_ids))], self.generation_config)
+            model = self.accelerator.unwrap_model(self.model_wrapped)
+            plain = model.generate
+
+            def generate(*a, **kw):
+                kw["logits_processor"] = [*(kw.get("logits_processor") or []), sampler]
+                return plain(*a, **kw)
+
+            model.generate = generate
+            try:
+                out = super()._generate_single_turn(prompt_ids, *args, **kwargs)
+            finally:
+                del model.generate  # the class's method again
+            if sampler.position == 0:
+                raise DivtuneError("row-seeded sampling was not applied (generation bypassed the unwrapped model)")
+            return out
+
+    return RowSeededGRPOTrainer
 
 
 # --------------------------------------------------------------------------------------
@@ -223,12 +382,22 @@ def train(base_model_dir: str | os.PathLike, rows: Sequence[dict[str, Any]], tc:
     ``rows`` are list-selection records (``prompt``, ``group_id``, ``items``; DARLING tasks add
     their own metadata columns).  The adapter (and tokenizer) is written to ``adapter_dir``.
     """
-    from divtune.models.loading import load_model_and_tokenizer
+    from divtune.models.loading import load_model_and_tokenizer, rank_device
 
+    if row_seeded_sampling(tc) and tc.method != "sft" and tc.use_vllm:
+        raise ConfigError(f"{ROW_SEEDED_ENV}=1 samples with transformers' generate: set train.use_vllm=false "
+                          f"or unset {ROW_SEEDED_ENV}")
     ckpt = Path(checkpoint_dir)
     ckpt.mkdir(parents=True, exist_ok=True)
-    reward = None if tc.method == "sft" else group_reward_for(tc)  # bad reward settings fail before the model loads
-    model, tokenizer = load_model_and_tokenizer(base_model_dir, dtype=dtype, trust_remote_code=trust_remote_code)
+    device = rank_device()  # cuda:LOCAL_RANK (and the current CUDA device) under torchrun, else cpu
+    # bad reward settings fail before the model loads
+    reward = None if tc.method == "sft" else group_reward_for(tc, device)
+    from divtune.train.sharding import policy_load_device
+
+    # under FSDP the policy loads on the host and accelerate moves each rank's shard to its GPU when it wraps it
+    # (a whole copy per GPU would leave no room for the colocated vLLM engine, which starts first)
+    model, tokenizer = load_model_and_tokenizer(base_model_dir, dtype=dtype, device=policy_load_device() or device,
+                                                trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     callbacks = [mlflow_callback(), *extra_callbacks]
@@ -244,6 +413,9 @@ def train(base_model_dir: str | os.PathLike, rows: Sequence[dict[str, Any]], tc:
         from trl import GRPOTrainer
 
         from divtune.rewards.trl_adapter import TRLGroupReward
+
+        if row_seeded_sampling(tc):
+            GRPOTrainer = row_seeded_trainer_class()  # noqa: N806
 
         meta_keys = getattr(reward, "meta_keys", ("items",))
         fn = TRLGroupReward(reward, tc.num_generations, meta_keys=meta_keys)
