@@ -8,7 +8,8 @@ def promote(config_yaml: str, run_key: str, candidate_eval: dsl.Input[dsl.Artifa
             base_eval: dsl.Input[dsl.Artifact], decision: dsl.Output[dsl.Artifact], gate: dsl.Output[dsl.Metrics],
             report: dsl.Output[dsl.Markdown]) -> str:
     """Gate against the champion, register the version with its decision, move aliases; the decision and the
-    candidate's metrics as KFP Metrics, the run summary as Markdown."""
+    candidate's metrics as KFP Metrics, the run summary as Markdown.  Returns the decision: ``promote`` (the version
+    is the champion now), ``pending`` (it passed, awaiting `divtune registry approve`) or ``reject``."""
     from divtune import stages
     from divtune.promotion.promote import format_summary
 
@@ -24,4 +25,7 @@ def promote(config_yaml: str, run_key: str, candidate_eval: dsl.Input[dsl.Artifa
         json.dump(gate.metadata, f, sort_keys=True, default=str)
     with open(report.path, "w", encoding="utf-8") as f:
         f.write("# divtune promotion\n\n```\n" + format_summary(summary).strip() + "\n```\n")
-    return "promote" if summary["decision"]["promote"] else "reject"
+    # the decision, as the DAG's deploy condition reads it: "promote" only when this version became champion
+    if not summary["decision"]["promote"]:
+        return "reject"
+    return "pending" if summary.get("approval") == "pending" else "promote"

@@ -11,6 +11,15 @@ COPY certs/ /tmp/certs/
 RUN if [ -s /tmp/certs/ca.crt ]; then export PIP_CERT=/tmp/certs/ca.crt; fi \
     && python3.11 -m venv /opt/venv \
     && /opt/venv/bin/pip install -q --no-deps --require-hashes -r /tmp/requirements.lock
+# divtune itself: on CPU the entrypoint runs transformers serve through divtune.serve.server
+COPY pyproject.toml README.md /src/
+COPY divtune /src/divtune
+COPY components /src/components
+COPY pipelines /src/pipelines
+COPY configs /src/configs
+COPY manifests/kserve-vllm.yaml /src/manifests/kserve-vllm.yaml
+RUN if [ -s /tmp/certs/ca.crt ]; then export PIP_CERT=/tmp/certs/ca.crt; fi \
+    && /opt/venv/bin/pip install -q --no-deps /src && rm -rf /src
 COPY images/serve-entrypoint.sh /opt/venv/bin/divtune-serve
 
 FROM ${BASE}

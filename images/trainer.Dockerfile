@@ -23,6 +23,7 @@ COPY divtune /src/divtune
 COPY components /src/components
 COPY pipelines /src/pipelines
 COPY configs /src/configs
+COPY manifests/kserve-vllm.yaml /src/manifests/kserve-vllm.yaml
 # the installed configs/images.yaml names this image's own registry and tag (the TrainJob step reads it in the pod)
 ARG IMAGE_REGISTRY=ghcr.io/divtune
 ARG IMAGE_TAG=0.1.0

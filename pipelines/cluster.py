@@ -13,7 +13,7 @@ from kfp import dsl, kubernetes
 
 from divtune.config import ClusterConfig
 
-Role = Literal["train", "evaluate", "merge", "promote", "heavy", "cpu"]
+Role = Literal["train", "evaluate", "merge", "promote", "heavy", "cpu", "deploy"]
 #: Roles that run on the GPU nodes (their tolerations and node selector): the GPU steps, the merge (it holds the
 #: whole model in memory, which the GPU nodes have) and promote (it may evaluate the champion again).
 GPU_NODE_ROLES = ("train", "evaluate", "merge", "promote")
@@ -35,7 +35,7 @@ def apply(task: dsl.PipelineTask, cluster: ClusterConfig | None, role: Role) -> 
             kubernetes.add_toleration(task, key=t.key, operator=t.operator, value=t.value, effect=t.effect)
         for k, v in c.node_selector.items():
             kubernetes.add_node_selector(task, k, v)
-    light = role == "cpu"
+    light = role in ("cpu", "deploy")  # deploy: Kubernetes API calls and, with a canary, a few HTTP requests
     task.set_cpu_request(c.light_cpu_request if light else c.cpu_request)
     task.set_cpu_limit(c.light_cpu_limit if light else c.cpu_limit)
     task.set_memory_request(c.light_memory_request if light else c.memory_request)

@@ -1,4 +1,4 @@
-"""The retraining pipeline: prepare base -> synthesize data -> train -> merge LoRA -> evaluate -> promote.
+"""The retraining pipeline: prepare base -> synthesize data -> train -> merge LoRA -> evaluate -> promote -> deploy.
 
 Read top to bottom, ``make_pipeline`` *is* the DAG.  Every step is a lightweight component from
 ``components/`` calling one ``divtune.stages`` function; the run's whole config travels as one
@@ -6,13 +6,16 @@ string parameter, so a compiled pipeline is self-describing and a recurring run 
 at a new preset without recompiling.  ``cluster`` (compile time) adds Kubernetes scheduling:
 GPUs for train/evaluate, tolerations, node selectors, a cache PVC, Secrets as env; with
 ``cluster.train_nodes > 1`` or ``cluster.train_distributed: trainjob`` the train step creates a Kubeflow
-Trainer TrainJob instead of training in its own pod.
+Trainer TrainJob instead of training in its own pod.  ``deploy`` runs only when promote's decision is ``promote``
+(``dsl.If``): it renders the new champion's InferenceService from its registered source, keeps it as an
+artifact, and applies it when ``deploy.enabled`` and the pod has Kubernetes credentials.
 """
 
 
 from kfp import dsl  # no "from __future__ import annotations": KFP reads real annotations
 
 from divtune_kfp.components.close_run import close_run
+from divtune_kfp.components.deploy import deploy
 from divtune_kfp.components.evaluate import evaluate
 from divtune_kfp.components.merge_lora import merge_lora
 from divtune_kfp.components.open_run import open_run
@@ -64,6 +67,11 @@ def make_pipeline(cluster: ClusterConfig | None = None):
             gate = apply(promote(config_yaml=config_yaml, run_key=key, candidate_eval=cand_eval.outputs["metrics"],
                                  base_eval=base_eval.outputs["metrics"]), cluster, "promote")
             gate.set_caching_options(False)  # the registry's state decides; never replay an old decision
+
+            with dsl.If(gate.outputs["Output"] == "promote", name="champion-moved"):  # promote's decision
+                served = apply(deploy(config_yaml=config_yaml, run_key=key, decision=gate.outputs["decision"]),
+                               cluster, "deploy")
+                served.set_caching_options(False)  # the cluster's state changes; never replay an apply
 
     return retrain
 

@@ -8,7 +8,8 @@ import yaml
 from divtune.config import load_config, load_images
 from support import pipeline_tasks
 
-STAGES = {"open-run", "prepare-base", "synthesize-data", "train", "merge-lora", "evaluate", "evaluate-2", "promote"}
+STAGES = {"open-run", "prepare-base", "synthesize-data", "train", "merge-lora", "evaluate", "evaluate-2", "promote",
+          "deploy"}
 #: steps that hold no model: no GPU, no GPU node
 MODEL_FREE = ("exec-open-run", "exec-close-run", "exec-synthesize-data")
 
@@ -25,7 +26,7 @@ def test_compile_round_trip(tmp_path, cli):
     assert spec.pipeline_info.name == "divtune-retrain"
     tasks = pipeline_tasks(docs[0])
     # the stages run inside an exit handler whose closing step marks a failed run FAILED in MLflow
-    assert set(tasks) == STAGES | {"exit-handler-1", "close-run"}, set(tasks)
+    assert set(tasks) == STAGES | {"exit-handler-1", "close-run", "condition-2"}, set(tasks)
     assert set(spec.root.dag.tasks) == {"exit-handler-1", "close-run"}
     # the toy asks for no Kubernetes settings beyond each step's deadline: no GPU, volume or Secret
     for doc in docs[1:]:
@@ -45,6 +46,12 @@ def test_compile_round_trip(tmp_path, cli):
     # DAG edges: train consumes the base model and the data; promote consumes both evaluations
     assert set(tasks["train"]["inputs"]["artifacts"]) == {"base_model", "data"}
     assert set(tasks["promote"]["inputs"]["artifacts"]) == {"candidate_eval", "base_eval"}
+    # deploy runs inside a condition on promote's decision and reads the version promote registered
+    cond = tasks["condition-2"]
+    assert cond["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--promote-Output'] == 'promote'"
+    assert "promote" in cond["dependentTasks"]
+    assert "deploy" in spec.components[cond["componentRef"]["name"]].dag.tasks
+    assert set(tasks["deploy"]["inputs"]["artifacts"]) == {"decision"}
 
 
 def test_compiled_spec_carries_kubernetes_settings(tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,10 +24,36 @@ GROUP, VERSION, PLURAL, KIND = "serving.kserve.io", "v1beta1", "inferenceservice
 FIELD_MANAGER = "divtune-deploy"
 STORAGE_SCHEMES = ("s3://", "gs://", "pvc://", "hf://", "https://")  # what KServe's storage initializer reads
 LABEL_MODEL, LABEL_VERSION = "divtune.io/registered-model", "divtune.io/version"
+#: What the API server accepts: an InferenceService name is an RFC 1035 label (KServe's own rule), a namespace an
+#: RFC 1123 label; both at most 63 characters.
+_ISVC_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def check_names(name: str | None, namespace: str | None) -> None:
+    """A name or namespace Kubernetes would refuse is one line here, before anything is rendered or applied."""
+    if name is not None and not (len(name) <= 63 and _ISVC_NAME.match(name)):
+        raise DivtuneError(f"InferenceService name {name!r:.80} is not valid: lowercase letters, digits and '-', "
+                           "starting with a letter, at most 63 characters")
+    if namespace is not None and not (len(namespace) <= 63 and _NAMESPACE.match(namespace)):
+        raise DivtuneError(f"namespace {namespace!r:.80} is not valid: lowercase letters, digits and '-', at most "
+                           "63 characters")
 
 
 def template_path() -> Path:
-    return Path(__file__).resolve().parents[2] / "manifests" / "kserve-vllm.yaml"
+    """``manifests/kserve-vllm.yaml`` of a source checkout; else the copy installed with the package
+    (``<prefix>/share/divtune/manifests``, as :func:`divtune.config.configs_dir` finds the presets in the images)."""
+    import sys
+    import sysconfig
+
+    repo = Path(__file__).resolve().parents[2] / "manifests" / "kserve-vllm.yaml"
+    if repo.is_file():
+        return repo
+    for prefix in dict.fromkeys([sysconfig.get_path("data"), sys.prefix]):
+        installed = Path(prefix) / "share" / "divtune" / "manifests" / "kserve-vllm.yaml"
+        if installed.is_file():
+            return installed
+    return repo
 
 
 def template() -> dict[str, Any]:
@@ -57,6 +84,7 @@ def champion_source(model_uri: str) -> tuple[str, str, str]:
 def render(model_uri: str, *, name: str | None = None, namespace: str | None = None,
            canary_percent: int | None = None) -> dict[str, Any]:
     """The InferenceService serving the version behind ``model_uri``, from the template (no placeholders left)."""
+    check_names(name, namespace)
     reg_name, version, storage = champion_source(model_uri)
     isvc = copy.deepcopy(template())
     meta = isvc.setdefault("metadata", {})
@@ -121,9 +149,12 @@ def check_endpoint(url: str, *, samples: int = 20) -> dict[str, Any]:
 
 
 def deploy(model_uri: str, *, name: str | None = None, namespace: str | None = None, canary_percent: int | None = None,
-           max_invalid_rate: float = 0.2, api: Any = None, check: Callable[[str], dict] = check_endpoint,
-           wait: Callable[..., dict] = wait_ready) -> dict[str, Any]:
-    """Apply the champion's InferenceService; with a canary, check the live endpoint and then move it to 100 %."""
+           max_invalid_rate: float = 0.2, api: Any = None, check: Callable[[str], dict] | None = None,
+           wait: Callable[..., dict] | None = None) -> dict[str, Any]:
+    """Apply the champion's InferenceService; with a canary, check the live endpoint (``check``, default
+    :func:`check_endpoint`) once it is ready (``wait``, default :func:`wait_ready`) and then move it to 100 %."""
+    check = check or check_endpoint
+    wait = wait or wait_ready
     api = api if api is not None else custom_objects_api()
     isvc = render(model_uri, name=name, namespace=namespace, canary_percent=canary_percent)
     meta = isvc["metadata"]
