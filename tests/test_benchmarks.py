@@ -130,7 +130,7 @@ def test_all_benchmarks_through_lm_eval_on_the_toy(toy_model_dir):
     sizes = {"gsm8k": 3, "math": 1, "mmlu_pro": 1}  # 3 of 4 problems; 1 per MATH subject / MMLU-Pro category
     res = bm.run_benchmarks(model=str(toy_model_dir), data=str(FIXTURES), runs=2, max_gen_toks=4, num_fewshot=0,
                             allow_code_execution=True, sample_sizes=sizes, seed=7, batch_size=32)
-    assert set(res["metrics"]) == {"bench.gsm8k", "bench.math", "bench.mmlu_pro", "bench.humaneval"}
+    assert set(res["metrics"]) == {"bench.gsm8k", "bench.math", "bench.math_verify", "bench.mmlu_pro", "bench.humaneval"}
     assert res["run_seeds"] == [7, 8]
     assert [r["lm_eval_config"]["torch_seed"] for r in res["per_run"]] == [7, 8]
     assert {r["lm_eval_config"]["fewshot_seed"] for r in res["per_run"]} == {7}

