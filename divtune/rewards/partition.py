@@ -2,8 +2,8 @@
 
 One interface -- ``partition(texts) -> list[int]`` (a class id per response) -- and three
 implementations: exact match after normalisation, sentence-embedding cosine similarity, and a
-pairwise sequence classifier ("s1 [SEP] s2" -> P(similar)).  Pairwise decisions are closed
-transitively with union-find.  The classifier path takes the reference implementation's
+pairwise sequence classifier ("[CLS] s1 [SEP] s2 [SEP]" -> P(similar), :func:`encode_pairs`).  Pairwise
+decisions are closed transitively with union-find.  The classifier path takes the reference implementation's
 shortcut first: two responses of <= 5 unigrams are equivalent when 2 x shared >= the longer length.
 """
 
@@ -117,15 +117,75 @@ class EmbeddingPartitioner:
         return expand(union_find(n, pairs), idx)
 
 
-def encode_pairs(tokenizer, pairs: Sequence[tuple[str, str]], max_length: int, **kwargs):
-    """The classifier's input, in training (``divtune train-partitioner``) and in use alike: the tokenizer's
-    sentence-pair encoding ("[CLS] s1 [SEP] s2 [SEP]" for BERT-style models), longest-first truncation."""
-    return tokenizer([a for a, _ in pairs], [b for _, b in pairs], truncation=True, max_length=max_length,
-                     padding=kwargs.pop("padding", True), **kwargs)
+# The reference's CLS/SEP for a tokenizer that has none: Qwen's <|im_start|> / <|im_end|> (ids 151644 / 151645,
+# what ``partition_reward_vllm_serve.py:30-33`` sets for its Qwen3-Embedding-4B classifier).
+CHATML_CLS_SEP = ("<|im_start|>", "<|im_end|>")
+
+
+def pair_special_ids(tokenizer) -> tuple[int, int]:
+    """(cls, sep) token ids of the classifier input: the tokenizer's own CLS / SEP; where one is unset, the
+    reference's Qwen choice (``<|im_start|>`` / ``<|im_end|>``) if the vocabulary has it; otherwise one line.
+    BOS / EOS are deliberately not substituted: the reference never does, and a decoder classifier pools
+    the final SEP, so it must be the token it is trained and used with.  A pad token equal to CLS or SEP is
+    refused too (a last-token-pooling head skips pad ids, so it would pool s2's last token, not SEP)."""
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    if cls is None or sep is None:
+        vocab = tokenizer.get_vocab()
+        cls = cls if cls is not None else vocab.get(CHATML_CLS_SEP[0])
+        sep = sep if sep is not None else vocab.get(CHATML_CLS_SEP[1])
+    if cls is None or sep is None:
+        raise DivtuneError(f"the classifier's tokenizer ({type(tokenizer).__name__}) has no "
+                           f"{'CLS' if cls is None else 'SEP'} token, so the reference's 'CLS s1 SEP s2 SEP' "
+                           "input cannot be built: set cls_token and sep_token in its tokenizer_config.json "
+                           "(or use a BERT-style encoder)")
+    pad = tokenizer.pad_token_id
+    if pad is not None and pad in (cls, sep):  # a last-token-pooling head skips pad ids: it would never see SEP
+        raise DivtuneError(f"the classifier's tokenizer ({type(tokenizer).__name__}) pads with its "
+                           f"{'SEP' if pad == sep else 'CLS'} token {tokenizer.convert_ids_to_tokens(pad)!r}, so "
+                           "padded pairs lose their 'CLS s1 SEP s2 SEP' layout: set a distinct pad_token in its "
+                           "tokenizer_config.json")
+    return int(cls), int(sep)
+
+
+def check_classifier_tokenizer(path: str | os.PathLike) -> None:
+    """Cheap check of a local classifier directory (its tokenizer only, no model): refused, one line, when it
+    cannot build the classifier input (:func:`pair_special_ids`).  A directory whose tokenizer does not load is
+    left to :func:`divtune.models.loading.load_sequence_classifier`, which names what is wrong with it."""
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+    except Exception:  # noqa: BLE001 - reported by the classifier loader
+        return
+    if tok.pad_token is None and tok.eos_token is not None:  # what the loader does for decoder tokenizers
+        tok.pad_token = tok.eos_token
+    pair_special_ids(tok)
+
+
+def encode_pairs(tokenizer, pairs: Sequence[tuple[str, str]], max_length: int, *, padding: bool = True,
+                 return_tensors: str | None = None):
+    """The classifier's input, in training (``divtune train-partitioner``) and in use alike, built as the
+    reference builds it (``partition_reward_vllm_serve.py:58-69``): ``[CLS] s1 [SEP] s2 [SEP]`` with the
+    tokenizer's own CLS / SEP (:func:`pair_special_ids`), each side tokenized without special tokens and cut to
+    ``(max_length - 3) // 2`` tokens.  One sequence (no token type ids), right-padded when ``padding``."""
+    cls, sep = pair_special_ids(tokenizer)
+    half = (max_length - 3) // 2
+    if half < 1:
+        raise ConfigError(f"classifier max_length {max_length} leaves no room for the two texts (at least 5)")
+    if not pairs:
+        return {"input_ids": [], "attention_mask": []}
+    side = dict(add_special_tokens=False, truncation=True, max_length=half)
+    first = tokenizer([a for a, _ in pairs], **side)["input_ids"]
+    second = tokenizer([b for _, b in pairs], **side)["input_ids"]
+    ids = [[cls, *a, sep, *b, sep] for a, b in zip(first, second)]
+    features = {"input_ids": ids, "attention_mask": [[1] * len(x) for x in ids]}
+    if not padding:
+        return features
+    return tokenizer.pad(features, padding=True, return_tensors=return_tensors)
 
 
 class ClassifierPartitioner:
-    """A pairwise similarity classifier: "s1 [SEP] s2" -> P(similar) = last class probability > threshold.
+    """A pairwise similarity classifier: "[CLS] s1 [SEP] s2 [SEP]" -> P(similar) = last class probability > threshold.
 
     Duplicates (equal after lower-casing and whitespace collapsing) are one response; every pair of distinct
     responses not settled by the unigram shortcut is scored, in batches of ``batch_size`` sorted by length.
@@ -140,6 +200,7 @@ class ClassifierPartitioner:
         self.tokenizer, self.model = load_sequence_classifier(path, "classifier")
         if self.model.config.num_labels < 2:
             raise DivtuneError(f"{path} has {self.model.config.num_labels} label(s); a similarity classifier needs 2")
+        pair_special_ids(self.tokenizer)  # a tokenizer that cannot build the input is refused before any scoring
         self.model.eval().to(device or "cpu")
         self.batch_size = batch_size
         # never past the encoder's position table (a 512-position encoder asked for 4096 would fail mid-training)
@@ -183,13 +244,15 @@ class ClassifierPartitioner:
         return expand(union_find(n, same), idx)
 
 
-def make_partitioner(kind: str, path: str | None = None, threshold: float = 0.8, *, max_length: int = 512) -> Partitioner:
+def make_partitioner(kind: str, path: str | None = None, threshold: float = 0.8, *, max_length: int = 512,
+                     device: str | None = None) -> Partitioner:
+    """``device``: where a model-based partitioner runs (training passes the rank's device); None: CPU."""
     if kind == "exact":
         return ExactPartitioner()
     if kind == "embedding":
-        return EmbeddingPartitioner(path, threshold)
+        return EmbeddingPartitioner(path, threshold, device=device)
     if kind == "classifier":
         if not path:
             raise ConfigError("train.darling.partitioner_path is required for the classifier partitioner")
-        return ClassifierPartitioner(path, threshold, max_length=max_length)
+        return ClassifierPartitioner(path, threshold, device=device, max_length=max_length)
     raise ConfigError(f"unknown partitioner {kind!r} (exact, embedding, classifier)")

@@ -198,7 +198,7 @@ def train_partitioner(data: str | os.PathLike, output_dir: str | os.PathLike, *,
         tok.save_pretrained(str(tmp))
         info = {"base": str(base_path), "data": str(data_path), "data_digest": file_digest(data_path),
                 "train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs), "settings": asdict(cfg),
-                "metrics": metrics, "input": "tokenizer sentence pair (text1, text2); P(same) = softmax(logits)[-1]",
+                "metrics": metrics, "input": "[CLS] text1 [SEP] text2 [SEP] (rewards.partition.encode_pairs); P(same) = softmax(logits)[-1]",
                 "suggested_threshold": metrics["best_threshold"]}
         (tmp / INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True))
 
