@@ -62,13 +62,17 @@ def _print_json(data: Any, out: str | None) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import signal
     import time
 
-    from divtune.serve.server import curl_example, running_server
+    from divtune.serve.server import curl_example, default_log_file, running_server
 
+    log = args.log or str(default_log_file(args.host, args.port))  # a failure to start names it
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `kill` / a pod stop: the model server stops too
     with running_server(args.model, backend=args.backend, host=args.host, port=args.port,
-                        timeout=args.timeout) as (base, model_id):
+                        timeout=args.timeout, log_file=log) as (base, model_id):
         print(f"serving {args.model} at {base}/v1 (model id: {model_id}); Ctrl-C stops it", flush=True)
+        print(f"server log: {log}", flush=True)
         print("diverse sampling, n completions in one request:\n  " + curl_example(base, model_id), flush=True)
         while True:
             time.sleep(3600)
@@ -124,15 +128,17 @@ def cmd_train_partitioner(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from divtune.train.trainer import train_from_config
+    from divtune.train.trainer import is_main_rank, mlflow_run_from_env, train_from_config
 
     cfg = load_args_config(args)
     if args.method:
         cfg.train.method = args.method
-    res, base = train_from_config(cfg.validate(), args.data, args.output, base=args.base,
-                                  checkpoints=args.checkpoints, force=args.force)
-    print(json.dumps({"adapter": str(res.adapter_dir), "global_step": res.global_step,
-                      "resumed_from": res.resumed_from, "base": str(base)}, indent=2))
+    with mlflow_run_from_env():  # a TrainJob: rank 0 logs every step into the train stage's run (MLFLOW_RUN_ID)
+        res, base = train_from_config(cfg.validate(), args.data, args.output, base=args.base,
+                                      checkpoints=args.checkpoints, force=args.force)
+    if is_main_rank():  # torchrun: one summary, not one per process
+        print(json.dumps({"adapter": str(res.adapter_dir), "global_step": res.global_step,
+                          "resumed_from": res.resumed_from, "base": str(base)}, indent=2))
     return 0
 
 
@@ -168,6 +174,11 @@ def _evaluate_benchmarks(args: argparse.Namespace) -> int:
     from divtune.evaluate.benchmarks import format_table, run_benchmarks
     from divtune.evaluate.standalone import DEFAULTS
 
+    for flag, off in (("top_p", 1.0), ("top_k", 0), ("min_p", 0.0), ("repetition_penalty", 1.0),
+                      ("backend", "auto"), ("server", "auto")):
+        if getattr(args, flag) != off:
+            raise DivtuneError(f"--{flag.replace('_', '-')} does not apply to benchmarks (lm-eval loads the model "
+                               "and samples with its tasks' settings)")
     temperature = DEFAULTS["benchmarks"]["temperature"] if args.temperature is None else args.temperature
     res = run_benchmarks(model=args.model, endpoint=args.endpoint, data=args.data, tasks=args.tasks, runs=args.runs,
                          temperature=temperature, allow_code_execution=args.allow_code_execution,
@@ -242,7 +253,8 @@ def cmd_repro(args: argparse.Namespace) -> int:
     if args.experiment == "darling":
         out = repro.darling(cfg, samples=args.samples, work_dir=args.work_dir)
     else:
-        out = repro.uniformity(cfg, repro.parse_methods(args.methods), samples=args.samples, work_dir=args.work_dir)
+        methods = repro.parse_methods(args.methods) if args.methods else repro.DEFAULT_METHODS
+        out = repro.uniformity(cfg, methods, samples=args.samples, work_dir=args.work_dir)
     print()
     print(out["table"])
     if out["models"]:
@@ -277,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default="127.0.0.1", type=text("a host name or address"))
     sv.add_argument("--port", type=count(min=1, max=65535), default=8000)
     sv.add_argument("--timeout", type=number(gt=0, max=86400), default=600.0, help="seconds to wait for the health check")
+    sv.add_argument("--log", default=None, type=text("a log file"),
+                    help="the server's output (default: $DIVTUNE_HOME/logs/serve-HOST-PORT.log)")
     sv.set_defaults(func=cmd_serve)
 
     b = sub.add_parser("bootstrap-model", help="build the toy base model (content-hash cached)")
@@ -327,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_merge)
 
     e = sub.add_parser("evaluate", help="diversity evaluation of a model or endpoint")
-    e.add_argument("suite", choices=["lists", "open-set", "creative", "benchmarks"])
+    e.add_argument("suite", choices=["lists", "open-set", "creative", "benchmarks", "novelty"])
     e.add_argument("--model", default=None, type=text("a model directory or models:/NAME@alias"), help="model directory or models:/NAME@alias")
     e.add_argument("--endpoint", default=None, type=url(), help="OpenAI-compatible base URL")
     e.add_argument("--timeout", type=number(gt=0, max=3600), default=120.0, help="--endpoint: seconds to wait for one answer")
@@ -336,6 +350,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"per prompt (default: {_defaults('samples')}; at most DIVTUNE_MAX_SAMPLES)")
     e.add_argument("--temperature", type=number(min=0, max=100), default=None,
                    help=f"0 decodes greedily (default: {_defaults('temperature')})")
+    e.add_argument("--top-p", type=number(gt=0, max=1), default=1.0, help="lists: nucleus threshold (1: off)")
+    e.add_argument("--top-k", type=count(min=0, max=1_000_000), default=0, help="lists: top-k cut-off (0: off)")
+    e.add_argument("--min-p", type=number(min=0, max=1), default=0.0,
+                   help="lists: min-p threshold (0: off; the GAPO paper's baselines: 0.05, 0.1)")
+    e.add_argument("--repetition-penalty", type=number(gt=0, max=100), default=1.0,
+                   help="lists: repetition penalty (1: none); sent explicitly, never the model's default")
+    e.add_argument("--backend", default="auto", choices=["auto", "hf", "vllm"],
+                   help="--model: vLLM offline on a GPU with vLLM installed, else in-process transformers (auto)")
+    e.add_argument("--server", default="auto", choices=["auto", "vllm", "transformers"],
+                   help="--endpoint: how to send top_k/min_p/repetition_penalty (auto: probe the server)")
     e.add_argument("--max-new-tokens", type=count(max=lambda: limit("NEW_TOKENS")), default=None,
                    help=f"default: {_defaults('max_new_tokens')}")
     e.add_argument("--batch-size", type=count(max=4096), default=100)
@@ -345,13 +369,31 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--few-shot", type=int, default=0, choices=[0, 1, 2, 3], help="worked <answer> examples")
     e.add_argument("--positional", action="store_true", help="also measure positional bias (shuffled lists)")
     e.add_argument("--prompts", default=None,
-                   help="open-set/creative: JSON list of prompt strings or of {category, prompt} objects")
+                   help="open-set/creative: JSON list of prompt strings or of {category, prompt} objects; "
+                        "novelty: JSONL, one {\"prompt\": ...} object a line (the NB-Curated shape)")
+    e.add_argument("--paper-prompts", action="store_true",
+                   help="open-set: the GAPO paper's plain wording (\"Name one city anywhere in the world\"), no "
+                        "<answer> format line; Unique@N is reported on exact stripped strings and normalised")
+    e.add_argument("--partitioner", default=None, choices=["exact", "embedding", "classifier"],
+                   help="novelty: how generations are split into classes (default: embedding, packaged MiniLM)")
+    e.add_argument("--partitioner-path", default=None, type=text("a partitioner directory"),
+                   help="novelty: the embedding model or pair classifier (DIR or s3://); required by classifier")
+    e.add_argument("--threshold", type=number(min=0, max=1), default=None,
+                   help="novelty: similarity threshold (default: embedding 0.8 cosine, classifier 0.5)")
+    e.add_argument("--quality", default=None, choices=["reward_model", "math", "list_validity", "none"],
+                   help="novelty: quality behind utility_k (default: reward_model with --reward-model, else none)")
+    e.add_argument("--reward-model", default=None, type=text("a reward model directory"),
+                   help="novelty: a *ForSequenceClassification reward model (DIR or s3://)")
+    e.add_argument("--reward-scale", default=None, choices=["raw", "novelty-bench"],
+                   help="novelty: raw reward, or NoveltyBench's 1..10 cutoffs (fitted to Skywork-Reward-Gemma-2-27B)")
+    e.add_argument("--patience", type=number(gt=0, max=1), default=None,
+                   help="novelty: utility_k's patience (default 0.8, NoveltyBench's)")
     e.add_argument("--temperatures", default=None,
                    help="creative: also the creativity-coherence curve at these temperatures, e.g. 0.5,0.7,1.0,1.3")
     e.add_argument("--out-dir", default=None, type=text("a directory"),
-                   help="open-set/creative: write <suite>.json, <suite>.md and PNGs here (new, or one divtune wrote)")
+                   help="open-set/creative/novelty: write <suite>.json, <suite>.md and PNGs here (new, or one divtune wrote)")
     e.add_argument("--force", action="store_true", help="replace --out-dir even if divtune did not write it")
-    e.add_argument("--no-mlflow", action="store_true", help="open-set/creative: do not log to MLflow")
+    e.add_argument("--no-mlflow", action="store_true", help="open-set/creative/novelty: do not log to MLflow")
     e.add_argument("--data", default=None,
                    help="benchmarks: DIR or s3://bucket/prefix holding gsm8k/test.jsonl (+train.jsonl), "
                         "math/test.jsonl, mmlu_pro/test.jsonl (+validation.jsonl), humaneval/test.jsonl")
@@ -372,7 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("repro", help="reproduce a paper comparison on a preset")
     rp.add_argument("experiment", choices=["uniformity", "darling"])
     config_args(rp)
-    rp.add_argument("--methods", default="base,sft,grpo,gapo", type=text("comma-separated methods"))
+    rp.add_argument("--methods", default=None, type=text("comma-separated methods"),
+                    help="uniformity: base, the no-training baselines minp-0.05, minp-0.1, temperature (a sweep), "
+                         "verbalized, and the trained sft, grpo, gapo (default: all, in that order)")
     rp.add_argument("--samples", type=count(max=lambda: limit("SAMPLES")), default=None, help="samples per held-out list (default: the preset's)")
     rp.add_argument("--work-dir", default=None, type=text("a directory"), help="where the trained models go (new, or one divtune wrote)")
     rp.set_defaults(func=cmd_repro)

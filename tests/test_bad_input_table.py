@@ -77,7 +77,26 @@ R_ENDPOINT = ("an endpoint that does not answer within `--timeout`, answers some
               "completions; a KFP host that does not answer")
 R_CORRUPT = "a corrupt `model.safetensors`, a `models:/` version out of range"
 R_CRON_LIST = "a cron that fires more often than once a minute or has non-ASCII digits, a list item holding an answer tag"
+R_DARLING_REF = ("DARLING: a pair classifier whose tokenizer has no CLS/SEP token or pads with one, `repro darling` "
+                 "with a quality other than list validity")
+R_DEPLOY = ("`deploy`: an InferenceService name or namespace Kubernetes refuses, a version whose source KServe cannot "
+            "read (not object storage); `serve --log` where no file can be written")
+R_SAMPLING = ("sampling settings out of range (`--min-p` or `evaluate.min_p`/`train.min_p` outside [0, 1], `--top-p` "
+              "outside (0, 1], `--repetition-penalty` or a `repetition_penalty` ≤ 0), a sampling flag on a suite "
+              "that does not take it (`--min-p` on novelty or benchmarks), `--backend` with `--endpoint`, "
+              "`--server` with `--model`")
+R_NOVELTY = ("`evaluate novelty`: no `--prompts`, a missing prompts file, a line that is not an object with a non-empty "
+             "`prompt`, a duplicate `id`, k < 2 (`--samples 1`), `--partitioner classifier` without "
+             "`--partitioner-path`, `--quality reward_model` without `--reward-model`, a novelty flag on another "
+             "suite, `--paper-prompts` with `--prompts`")
 
+R_ROW_SEEDED = ("`train` with `DIVTUNE_ROW_SEEDED_SAMPLING=1` (rollouts independent of the number of processes) and "
+                "`train.use_vllm`")
+R_GPU_FIT = ("`compile` / `run --kfp-host` / `schedule` of a cluster preset whose training does not fit its GPUs: "
+             "per-GPU memory over `cluster.gpu_memory_gib` (docs/memory.md), a vLLM share too small for its weights and "
+             "one sequence's KV cache, several GPUs without a sharded TrainJob, no `cluster.gpu_memory_gib`")
+Q32_ON_ONE_GPU = ["--set", "cluster.train_gpus=1", "--set", "cluster.train_distributed=none", "--set",
+                  "train.sharding=none", "--set", "train.vllm_tensor_parallel_size=1"]
 PATH_MODEL = ["run", "--set", "model.source=path", "--set"]
 CLUSTER_TRACKING = ["--set", "cluster.env.MLFLOW_TRACKING_URI=http://mlflow.example:5000"]  # what cluster pods track to
 NO_MODEL = "{tmp}/no-model"  # evaluation flags are checked before the model is looked at
@@ -92,6 +111,18 @@ CASES = [
          ["unknown preset 'no-such-preset'", "known presets:", "toy"]),
     Case(R_PRESET, "compile-unknown-preset", ["compile", "--preset", "no-such-preset", "-o", "{tmp}/x.yaml"],
          ["unknown preset 'no-such-preset'", "toy"]),
+    Case(R_GPU_FIT, "compile-32b-on-one-gpu", ["compile", "--preset", "qwen2.5-32b-gapo", *Q32_ON_ONE_GPU, "-o",
+                                                "{tmp}/x.yaml"],
+         ["qwen2.5-32b-gapo: training needs", "GiB per GPU", "cluster.gpu_memory_gib is 79"]),
+    Case(R_GPU_FIT, "compile-32b-old-one-pod", ["compile", "--preset", "qwen2.5-32b-gapo", "--set",
+                                                 "cluster.train_distributed=none", "-o", "{tmp}/x.yaml"],
+         ["qwen2.5-32b-gapo", "cluster.train_gpus 4 in one pod", "cluster.train_distributed: trainjob"]),
+    Case(R_GPU_FIT, "compile-7b-on-a-48gb-card", ["compile", "--preset", "qwen2.5-7b-gapo", "--set",
+                                                   "cluster.gpu_memory_gib=47", "-o", "{tmp}/x.yaml"],
+         ["qwen2.5-7b-gapo: vLLM's share 14.1 GiB", "cannot hold 17.9 GiB"]),
+    Case(R_GPU_FIT, "kfp-run-32b-on-one-gpu", ["run", "--preset", "qwen2.5-32b-gapo", *Q32_ON_ONE_GPU,
+                                                "--kfp-host", "http://127.0.0.1:9"],
+         ["qwen2.5-32b-gapo: training needs", "cluster.gpu_memory_gib is 79"]),
 
     Case(R_CONFIG, "missing-config", ["run", "--config", "{tmp}/nonexistent.yaml"],
          ["config file not found", "{tmp}/nonexistent.yaml"]),
@@ -214,6 +245,10 @@ CASES = [
     Case(R_MLFLOW, "run-server-down", ["run", "--set", "train.max_steps=1"],
          ["MLflow at {dead_mlflow} failed"], retries=True, env={"MLFLOW_TRACKING_URI": "{dead_mlflow}"}),
 
+    Case(R_ROW_SEEDED, "row-seeded-sampling-with-vllm",
+         ["train", "--data", "{tmp}/good.jsonl", "--base", "{toy}", "-o", "{tmp}/adapter", "--set", "train.use_vllm=true"],
+         ["DIVTUNE_ROW_SEEDED_SAMPLING=1", "train.use_vllm=false"], env={"DIVTUNE_ROW_SEEDED_SAMPLING": "1"}),
+
     Case(R_DARLING, "darling-group-of-one", ["run", "--preset", "toy-darling", "--set", "train.num_generations=1"],
          ["train.num_generations must be >= 2"]),
     Case(R_DARLING, "darling-threshold-out-of-range",
@@ -310,6 +345,58 @@ CASES = [
                                                "http://127.0.0.1:9"], ["non-ASCII", "0-9"]),
     Case(R_CRON_LIST, "list-item-with-answer-tag", ["evaluate", "lists", "--model", NO_MODEL, "--lists",
                                                     "{tmp}/tagged.json"], ["<answer>a</answer>", "answer tag"]),
+
+    Case(R_NOVELTY, "novelty-without-prompts", _eval("novelty"), ["evaluate novelty needs --prompts FILE"]),
+    Case(R_NOVELTY, "novelty-missing-prompts-file", _eval("novelty", "--prompts", "{tmp}/nope.jsonl"),
+         ["novelty prompts file not found", "{tmp}/nope.jsonl"]),
+    Case(R_NOVELTY, "novelty-line-not-an-object", _eval("novelty", "--prompts", "{tmp}/novelty-list-line.jsonl"),
+         ["{tmp}/novelty-list-line.jsonl line 2", "expected an object with a \"prompt\""]),
+    Case(R_NOVELTY, "novelty-line-without-prompt", _eval("novelty", "--prompts", "{tmp}/novelty-no-prompt.jsonl"),
+         ["{tmp}/novelty-no-prompt.jsonl line 1", "non-empty string field 'prompt'"]),
+    Case(R_NOVELTY, "novelty-duplicate-id", _eval("novelty", "--prompts", "{tmp}/novelty-dup.jsonl"),
+         ["{tmp}/novelty-dup.jsonl line 2", "duplicate id 'a'"]),
+    Case(R_NOVELTY, "novelty-k-below-two", _eval("novelty", "--prompts", "{tmp}/novelty.jsonl", "--samples", "1"),
+         ["--samples is k", ">= 2", "got 1"]),
+    Case(R_NOVELTY, "novelty-classifier-without-path",
+         _eval("novelty", "--prompts", "{tmp}/novelty.jsonl", "--partitioner", "classifier"), ["--partitioner-path"]),
+    Case(R_NOVELTY, "novelty-reward-model-quality-without-path",
+         _eval("novelty", "--prompts", "{tmp}/novelty.jsonl", "--quality", "reward_model"), ["--reward-model"]),
+    Case(R_NOVELTY, "novelty-flag-on-open-set", _eval("open-set", "--partitioner", "exact"),
+         ["--partitioner applies to the novelty suite, not open-set"]),
+    Case(R_NOVELTY, "paper-prompts-with-prompts-file",
+         _eval("open-set", "--paper-prompts", "--prompts", "{tmp}/empty.json"), ["--paper-prompts and --prompts"]),
+
+    # the classifier input is built as the reference builds it ("CLS s1 SEP s2 SEP"): refused before any step
+    Case(R_DARLING_REF, "darling-classifier-tokenizer-without-cls-sep",
+         ["train", "--preset", "toy-darling", "--data", "{tmp}/good.jsonl", "--base", "{toy}", "-o", "{tmp}/adapter",
+          "--set", "train.darling.partitioner=classifier", "--set", "train.darling.partitioner_path={tmp}/clf-no-sep"],
+         ["Qwen2Tokenizer", "no CLS token", "CLS s1 SEP s2 SEP"]),
+    Case(R_DARLING_REF, "repro-darling-non-list-quality", ["repro", "darling", "--preset", "qwen3-4b-darling-math"],
+         ["train.darling.quality must be list_validity", "'math'"]),
+    Case(R_DEPLOY, "deploy-bad-isvc-name", ["deploy", "--model", f"models:/{CHAMP}@champion", "--dry-run",
+                                            "--isvc-name", "Toy_Champion"],
+         ["InferenceService name 'Toy_Champion' is not valid"]),
+    Case(R_DEPLOY, "deploy-bad-namespace", ["deploy", "--model", f"models:/{CHAMP}@champion", "--dry-run",
+                                            "--namespace", "Team A"], ["namespace 'Team A' is not valid"]),
+    Case(R_DEPLOY, "deploy-local-source", ["deploy", "--model", f"models:/{CHAMP}@champion", "--dry-run"],
+         [f"models:/{CHAMP}@champion (v1)", "KServe reads object storage", "storage.models_uri"]),
+    Case(R_SAMPLING, "min-p-above-one", _eval("lists", "--min-p", "1.5"), ["--min-p", "[0, 1]", "1.5"]),
+    Case(R_SAMPLING, "top-p-zero", _eval("lists", "--top-p", "0"), ["--top-p", "(0, 1]"]),
+    Case(R_SAMPLING, "repetition-penalty-zero", _eval("lists", "--repetition-penalty", "0"),
+         ["--repetition-penalty", "0"]),
+    Case(R_SAMPLING, "min-p-on-novelty", _eval("novelty", "--min-p", "0.1", "--prompts", "x.jsonl"),
+         ["--min-p applies to the lists, open-set and creative suites"]),
+    Case(R_SAMPLING, "min-p-on-benchmarks", ["evaluate", "benchmarks", "--model", NO_MODEL, "--min-p", "0.1"],
+         ["--min-p does not apply to benchmarks"]),
+    Case(R_SAMPLING, "backend-with-endpoint", ["evaluate", "lists", "--endpoint", "http://127.0.0.1:9", "--backend",
+                                               "hf"], ["--backend applies to --model"]),
+    Case(R_SAMPLING, "server-with-model", _eval("lists", "--server", "vllm"), ["--server applies to --endpoint"]),
+    Case(R_SAMPLING, "config-min-p-above-one", ["run", "--set", "evaluate.min_p=1.5"],
+         ["evaluate.min_p must be in [0, 1]", "1.5"]),
+    Case(R_SAMPLING, "config-train-repetition-penalty-zero", ["run", "--set", "train.repetition_penalty=0"],
+         ["train.repetition_penalty must be > 0"]),
+    Case(R_DEPLOY, "serve-log-unwritable", ["serve", "--model", "{toy}", "--log", "{tmp}/good.jsonl/serve.log"],
+         ["cannot write the server log", "{tmp}/good.jsonl/serve.log"]),
 ]
 
 
@@ -375,6 +462,10 @@ def inputs(tmp_path_factory, toy_model_dir, s3_endpoint):
     (t / "workdir").mkdir()
     (t / "workdir" / "notes.txt").write_text("a user's working directory")
     (t / "many.json").write_text(json.dumps([["a", "b"]] * 5))
+    (t / "novelty.jsonl").write_text('{"id": "a", "prompt": "Name a colour."}\n')
+    (t / "novelty-list-line.jsonl").write_text('{"prompt": "Name a colour."}\n["Name a planet."]\n')
+    (t / "novelty-no-prompt.jsonl").write_text('{"id": "a", "text": "Name a colour."}\n')
+    (t / "novelty-dup.jsonl").write_text('{"id": "a", "prompt": "x"}\n{"id": "a", "prompt": "y"}\n')
     (t / "big.json").write_text('[["a", "b"]]' + " " * (1024 * 1024 + 1))
     (t / "long.json").write_text(json.dumps([[f"word{i}" for i in range(600)]]))
     (t / "deep.yaml").write_text("preset: toy\nx: " + "[" * 100 + "]" * 100 + "\n")
@@ -387,6 +478,7 @@ def inputs(tmp_path_factory, toy_model_dir, s3_endpoint):
     (t / "bad-weights" / "model.safetensors").write_bytes(b"garbage, not a safetensors header")
     shutil.copytree(BENCH_FIXTURES, t / "bench-partial")
     (t / "bench-partial" / "gsm8k" / "train.jsonl").unlink()  # the few-shot file
+    _classifier_without_cls_sep(t / "clf-no-sep", toy_model_dir)
 
     # registry state the rows must leave untouched (the session's SQLite store)
     model_dir = t / "registered"
@@ -526,3 +618,16 @@ def test_candidate_without_evaluation_registers_nothing(tmp_path, inputs):
     assert registry_snapshot() == before
     assert str(reg.get_alias(CHAMP, reg.CHAMPION).version) == "1"
     assert not (tmp_path / "summary.json").exists()
+
+
+def _classifier_without_cls_sep(d: Path, toy_dir) -> None:
+    """A tiny pair classifier saved with the toy's Qwen2Tokenizer (BOS/EOS, no CLS/SEP, no ChatML tokens)."""
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForSequenceClassification
+
+    tok = AutoTokenizer.from_pretrained(toy_dir)
+    torch.manual_seed(0)
+    Qwen2ForSequenceClassification(Qwen2Config(
+        vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, num_labels=2, pad_token_id=tok.pad_token_id)).save_pretrained(d)
+    tok.save_pretrained(d)

@@ -175,13 +175,22 @@ class DarlingConfig:
     )
     partition_correct_only: bool = field(
         default=False,
-        metadata={"help": "Partition only correct responses; incorrect ones are singletons (needs quality `math` "
-                          "or `list_validity`)."},
+        metadata={"help": "The reference's `partition_correct` variant: only the c correct responses are "
+                          "partitioned; a correct one scores (c - its correct class size) / (c - 1), an incorrect "
+                          "one the floor, everyone the floor when c <= 1 (needs quality `math` or `list_validity`). "
+                          "The released scripts partition all responses (false)."},
     )
     quality_shift: Literal["none", "group_min"] = field(
         default="none",
-        metadata={"help": "`group_min`: subtract each group's minimum quality first (the reference's bias shift, "
-                          "for unbounded reward-model scores)."},
+        metadata={"help": "`group_min`: subtract each group's minimum quality first (what the reference's "
+                          "`add_bias` intends, for unbounded reward-model scores; the released runs do not "
+                          "enable it)."},
+    )
+    allow_negative_quality: bool = field(
+        default=False,
+        metadata={"help": "Multiply a negative quality by diversity as it is (the released instruct run's raw "
+                          "reward-model score x diversity; a duplicate then beats a unique response when the "
+                          "score is negative).  false: a negative quality without `quality_shift` is an error."},
     )
 
 
@@ -225,6 +234,11 @@ class TrainConfig:
         default=1e-5,
         metadata={"help": "Peak learning rate of the LoRA parameters.", "gt": 0},
     )
+    lr_scheduler_type: Literal["linear", "constant", "cosine"] = field(
+        default="linear",
+        metadata={"help": "Learning-rate schedule of the RL methods (TRL's `lr_scheduler_type`): `linear` decay "
+                          "to 0 over `max_steps`, `constant` (verl's default, the DARLING release's), or `cosine`."},
+    )
     beta: float = field(
         default=0.0,
         metadata={"help": "KL penalty coefficient against the reference model (0: no reference model is loaded).",
@@ -233,6 +247,24 @@ class TrainConfig:
     temperature: float = field(
         default=1.0,
         metadata={"help": "Sampling temperature of the training rollouts.", "gt": 0},
+    )
+    top_p: float = field(
+        default=1.0,
+        metadata={"help": "Nucleus (top-p) threshold of the training rollouts (1: off).", "gt": 0, "max": 1},
+    )
+    top_k: int = field(
+        default=0,
+        metadata={"help": "Top-k cut-off of the training rollouts (0: off).", "min": 0},
+    )
+    min_p: float = field(
+        default=0.0,
+        metadata={"help": "Min-p threshold of the training rollouts, relative to the top token's probability "
+                          "(0: off).", "min": 0, "max": 1},
+    )
+    repetition_penalty: float = field(
+        default=1.0,
+        metadata={"help": "Repetition penalty of the training rollouts (1: none). Sent explicitly, like every "
+                          "sampling field: the model's generation_config.json never decides it.", "gt": 0},
     )
     max_completion_length: int = field(
         default=32,
@@ -282,9 +314,48 @@ class TrainConfig:
         default=0.3,
         metadata={"help": "Share of GPU memory vLLM may take (colocate mode).", "gt": 0, "max": 1},
     )
+    vllm_tensor_parallel_size: int = field(
+        default=1,
+        metadata={"help": "GPUs one colocated vLLM engine spans (TRL's `vllm_tensor_parallel_size`): each holds 1/N "
+                          "of vLLM's weights and KV cache and generates for its N ranks; divides `cluster.train_gpus`.",
+                  "min": 1},
+    )
+    vllm_max_model_length: int | None = field(
+        default=None,
+        metadata={"help": "vLLM's context window, prompt + completion tokens (TRL's `vllm_max_model_length`); null: "
+                          "the model's own maximum, whose KV cache for one full-length sequence must fit vLLM's share.",
+                  "min": 2},
+    )
+    sharding: Literal["none", "fsdp"] = field(
+        default="none",
+        metadata={"help": "How a TrainJob's processes hold the model: `none` (a whole copy each, the LoRA gradients "
+                          "averaged) or `fsdp` (PyTorch FSDP2 through accelerate: the frozen base, the adapter, its "
+                          "gradients and Adam states sharded over every process); more than one training GPU needs "
+                          "`fsdp` (docs/memory.md). DeepSpeed ZeRO-3 is not offered: deepspeed is not a dependency."},
+    )
+    fsdp_reshard_after_forward: bool = field(
+        default=True,
+        metadata={"help": "FSDP full shard: free each layer's gathered weights after its forward (false: keep them "
+                          "until the backward, SHARD_GRAD_OP, more memory and less communication)."},
+    )
+    fsdp_cpu_offload: bool = field(
+        default=False,
+        metadata={"help": "FSDP: keep the sharded parameters in host memory between uses (slow; off in the presets)."},
+    )
+    fsdp_wrap_layer: str | None = field(
+        default=None,
+        metadata={"help": "FSDP auto-wrap: the transformer layer class sharded as one unit (e.g. "
+                          "`Qwen2DecoderLayer`); null: the model's own `_no_split_modules`.", "nonempty": True},
+    )
     gradient_checkpointing: bool = field(
         default=False,
         metadata={"help": "Recompute activations in the backward pass (less memory, slower)."},
+    )
+    row_seeded_sampling: bool = field(
+        default=False,
+        metadata={"help": "Draw every rollout token from noise seeded by (seed, step, global row, position): the "
+                          "same adapter on any number of processes (tests/test_torchrun.py). transformers "
+                          "generation only (not `use_vllm`); also on with `DIVTUNE_ROW_SEEDED_SAMPLING=1`."},
     )
     lora: LoraConfig = field(
         default_factory=LoraConfig,
@@ -301,6 +372,56 @@ class TrainConfig:
 
 
 @dataclass
+class NoveltyEvalConfig:
+    """NoveltyBench's distinct_k and utility_k (suite `novelty`, see `divtune.evaluate.novelty`)."""
+
+    prompts: str | None = field(
+        default=None,
+        metadata={"help": "JSONL prompts file, one `{\"prompt\": ...}` object a line (the NB-Curated shape); "
+                          "required by suite `novelty`.", "nonempty": True},
+    )
+    k: int = field(
+        default=10,
+        metadata={"help": "Generations per prompt (NoveltyBench's 10).", "min": 2},
+    )
+    partitioner: Literal["embedding", "classifier", "exact"] = field(
+        default="embedding",
+        metadata={"help": "How generations are split into equivalence classes (the DARLING partitioners)."},
+    )
+    partitioner_path: str | None = field(
+        default=None,
+        metadata={"help": "Embedding model or pair classifier (directory or `s3://`); null: the packaged "
+                          "MiniLM (required for `classifier`).", "nonempty": True},
+    )
+    threshold: float | None = field(
+        default=None,
+        metadata={"help": "Similarity threshold; null: 0.8 cosine (embedding), 0.5 probability (classifier).",
+                  "min": 0, "max": 1},
+    )
+    quality: Literal["reward_model", "math", "list_validity", "none"] | None = field(
+        default=None,
+        metadata={"help": "Quality behind utility_k; null: `reward_model` when `reward_model_path` is set, "
+                          "else `none` (utility measures novelty alone)."},
+    )
+    reward_model_path: str | None = field(
+        default=None,
+        metadata={"help": "A `*ForSequenceClassification` reward model (directory or `s3://`).", "nonempty": True},
+    )
+    reward_scale: Literal["raw", "novelty-bench"] = field(
+        default="raw",
+        metadata={"help": "`raw` reward, or NoveltyBench's 1..10 cutoffs (fitted to Skywork-Reward-Gemma-2-27B)."},
+    )
+    patience: float = field(
+        default=0.8,
+        metadata={"help": "utility_k's patience (NoveltyBench's 0.8).", "gt": 0, "max": 1},
+    )
+    max_new_tokens: int = field(
+        default=512,
+        metadata={"help": "Most new tokens per generation (NoveltyBench's 512).", "min": 1},
+    )
+
+
+@dataclass
 class EvalConfig:
     """Held-out evaluation of base and candidate, with the same sets and seeds."""
 
@@ -311,6 +432,34 @@ class EvalConfig:
     temperature: float = field(
         default=1.0,
         metadata={"help": "Sampling temperature of every evaluation suite.", "gt": 0},
+    )
+    top_p: float = field(
+        default=1.0,
+        metadata={"help": "Nucleus (top-p) threshold of the `lists`, `open_set` and `creative` suites (1: off; "
+                          "`novelty` samples with it off).", "gt": 0, "max": 1},
+    )
+    top_k: int = field(
+        default=0,
+        metadata={"help": "Top-k cut-off of the `lists`, `open_set` and `creative` suites (0: off; `novelty`: off).",
+                  "min": 0},
+    )
+    min_p: float = field(
+        default=0.0,
+        metadata={"help": "Min-p threshold of the `lists`, `open_set` and `creative` suites, relative to the top "
+                          "token's probability (0: off; the GAPO paper's Table 8 baselines use 0.05 and 0.1; "
+                          "`novelty`: off).", "min": 0, "max": 1},
+    )
+    repetition_penalty: float = field(
+        default=1.0,
+        metadata={"help": "Repetition penalty of the `lists`, `open_set` and `creative` suites (1: none; `novelty`: 1). Every "
+                          "backend sends it and the other sampling fields explicitly, so the model's generation_config.json (1.05 for "
+                          "Qwen2.5-Instruct) or a server's defaults never decide them.", "gt": 0},
+    )
+    backend: Literal["auto", "hf", "vllm"] = field(
+        default="auto",
+        metadata={"help": "Generation backend of the suites: `auto` (vLLM offline where there is a GPU and vLLM "
+                          "is installed, in-process transformers elsewhere), `hf` or `vllm`. The sampling "
+                          "settings are the same on each; outputs record the backend."},
     )
     max_new_tokens: int = field(
         default=32,
@@ -368,6 +517,10 @@ class EvalConfig:
         default=False,
         metadata={"help": "Let `humaneval` run model-written code (sandboxed); an explicit opt-in."},
     )
+    novelty: NoveltyEvalConfig = field(
+        default_factory=NoveltyEvalConfig,
+        metadata={"help": "Suite `novelty` (`evaluate.novelty`): NoveltyBench's distinct_k and utility_k."},
+    )
 
 
 @dataclass
@@ -407,6 +560,36 @@ class RegistryConfig:
     experiment: str = field(
         default="divtune",
         metadata={"help": "MLflow experiment the pipeline's runs are logged to.", "nonempty": True},
+    )
+
+
+@dataclass
+class DeployConfig:
+    """After a promotion, the pipeline's deploy step: the new champion's KServe InferenceService, rendered from its
+    registered source (`manifests/kserve-vllm.yaml` the template) and recorded; applied only when enabled here and
+    Kubernetes credentials (a kubeconfig or the pod's service account) are at hand (see `divtune deploy`)."""
+
+    enabled: bool = field(
+        default=False,
+        metadata={"help": "Apply the InferenceService (server-side apply) after a promotion; false: render and "
+                          "record it only."},
+    )
+    canary_percent: int | None = field(
+        default=None,
+        metadata={"help": "Share of traffic the new version gets first; 100 % after a check of the live endpoint. "
+                          "null: all traffic at once.", "gt": 0, "max": 99},
+    )
+    max_invalid_rate: float = field(
+        default=0.2,
+        metadata={"help": "The canary check: highest invalid-answer rate on held-out lists.", "min": 0, "max": 1},
+    )
+    isvc_name: str | None = field(
+        default=None,
+        metadata={"help": "InferenceService name; null: the template's.", "nonempty": True},
+    )
+    namespace: str | None = field(
+        default=None,
+        metadata={"help": "Namespace of the InferenceService; null: the template's.", "nonempty": True},
     )
 
 
@@ -458,6 +641,13 @@ class ClusterConfig:
     gpu_resource: str = field(
         default="nvidia.com/gpu",
         metadata={"help": "Extended resource name GPUs are requested as.", "nonempty": True},
+    )
+    gpu_memory_gib: float | None = field(
+        default=None,
+        metadata={"help": "Memory of one training GPU in GiB as CUDA reports it (e.g. 79 for an 80 GB H100/A100, "
+                          "139 for a 141 GB H200): compile refuses a preset whose per-GPU arithmetic "
+                          "(docs/memory.md) exceeds it; required with `train_gpus` for a model of known size.",
+                  "gt": 0},
     )
     train_gpus: int = field(
         default=0,
@@ -651,6 +841,8 @@ class PipelineConfig:
                                    metadata={"help": "Model storage (`storage`)."})
     cluster: ClusterConfig = field(default_factory=ClusterConfig,
                                    metadata={"help": "Kubernetes scheduling (`cluster`)."})
+    deploy: DeployConfig = field(default_factory=DeployConfig,
+                                 metadata={"help": "Serving the champion after a promotion (`deploy`)."})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -676,6 +868,6 @@ class PipelineConfig:
 
 
 SECTIONS: tuple[type, ...] = (PipelineConfig, ModelConfig, DataConfig, TrainConfig, LoraConfig, DarlingConfig,
-                              EvalConfig, GateConfig, RegistryConfig, StorageConfig, ClusterConfig, TolerationConfig,
-                              SecretEnvConfig, ImagesConfig)
+                              EvalConfig, NoveltyEvalConfig, GateConfig, RegistryConfig, StorageConfig, ClusterConfig,
+                              TolerationConfig, SecretEnvConfig, ImagesConfig, DeployConfig)
 """Every dataclass of the schema."""

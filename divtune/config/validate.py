@@ -24,7 +24,7 @@ from divtune.errors import ConfigError
 
 __all__ = ["RULES", "SUITES", "bounds_text", "check_number", "validate_config", "validate_section"]
 
-SUITES = ("lists", "open_set", "creative", "benchmarks")
+SUITES = ("lists", "open_set", "creative", "benchmarks", "novelty")
 """The evaluation suites ``evaluate.suites`` may name."""
 
 _BOUND_KEYS = ("min", "max", "gt")
@@ -179,7 +179,7 @@ def _darling_quality_task(cfg: PipelineConfig) -> None:
 
 
 def _suites(cfg: PipelineConfig) -> None:
-    """`evaluate.suites` names at least one suite, each of `lists`, `open_set`, `creative`, `benchmarks`."""
+    """`evaluate.suites` names at least one suite, each of `lists`, `open_set`, `creative`, `benchmarks`, `novelty`."""
     e = cfg.evaluate
     _need(bool(e.suites), "evaluate.suites must name at least one suite")
     for suite in e.suites:
@@ -191,6 +191,19 @@ def _benchmarks_data(cfg: PipelineConfig) -> None:
     e = cfg.evaluate
     _need("benchmarks" not in e.suites or bool(e.benchmarks_data),
           "evaluate.suites has benchmarks: set evaluate.benchmarks_data (a directory or s3:// prefix)")
+
+
+def _novelty_prompts(cfg: PipelineConfig) -> None:
+    """Suite `novelty` needs `evaluate.novelty.prompts`; its `classifier` partitioner a `partitioner_path`, its
+    `reward_model` quality a `reward_model_path`."""
+    e, n = cfg.evaluate, cfg.evaluate.novelty
+    if "novelty" not in e.suites:
+        return
+    _need(bool(n.prompts), "evaluate.suites has novelty: set evaluate.novelty.prompts (a JSONL prompts file)")
+    _need(n.partitioner != "classifier" or bool(n.partitioner_path),
+          "evaluate.novelty.partitioner classifier needs evaluate.novelty.partitioner_path")
+    _need(n.quality != "reward_model" or bool(n.reward_model_path),
+          "evaluate.novelty.quality reward_model needs evaluate.novelty.reward_model_path")
 
 
 def _humaneval(cfg: PipelineConfig) -> None:
@@ -272,10 +285,23 @@ def _vllm_server(cfg: PipelineConfig) -> None:
           "train.vllm_mode server: divtune launches no vLLM server (trl vllm-serve) for training; use colocate")
 
 
+def _vllm_tensor_parallel(cfg: PipelineConfig) -> None:
+    """`train.vllm_tensor_parallel_size` > 1 needs colocated vLLM (`train.use_vllm`, `vllm_mode: colocate`) and
+    divides `cluster.train_gpus` (an engine spans GPUs of one node; TRL needs it to divide the world size)."""
+    t, c = cfg.train, cfg.cluster
+    tp = t.vllm_tensor_parallel_size
+    if tp == 1:
+        return
+    _need(t.use_vllm and t.vllm_mode == "colocate",
+          f"train.vllm_tensor_parallel_size {tp} needs train.use_vllm with train.vllm_mode colocate")
+    _need(c.train_gpus == 0 or c.train_gpus % tp == 0,
+          f"train.vllm_tensor_parallel_size {tp} must divide cluster.train_gpus ({c.train_gpus})")
+
+
 RULES: tuple[Callable[[PipelineConfig], None], ...] = (
     _name_is_plain, _list_lengths, _group_size, _lora_layers, _partition_correct_only, _darling_quality_task,
-    _suites, _benchmarks_data, _humaneval, _trainjob, _secrets, _models_uri, _model_source,
-    _registry_names, _kubernetes_names, _vllm_server,
+    _suites, _benchmarks_data, _novelty_prompts, _humaneval, _trainjob, _secrets, _models_uri, _model_source,
+    _registry_names, _kubernetes_names, _vllm_server, _vllm_tensor_parallel,
 )
 """The cross-field rules, applied in this order after the per-field bounds."""
 
