@@ -120,7 +120,9 @@ def test_every_locked_requirement_has_hashes(name):
 def test_configs_ship_with_the_package():
     files = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["data-files"]
     shipped = {Path(target).relative_to("share/divtune/configs") / Path(f).name
-               for target, globs in files.items() for g in globs for f in ROOT.glob(g)}
+               for target, globs in files.items() if target.startswith("share/divtune/configs")
+               for g in globs for f in ROOT.glob(g)}
+    assert files["share/divtune/manifests"] == ["manifests/kserve-vllm.yaml"]  # the deploy step's template
     on_disk = {p.relative_to(ROOT / "configs") for p in (ROOT / "configs").rglob("*") if p.is_file()}
     assert on_disk == shipped, sorted(map(str, on_disk ^ shipped))
 

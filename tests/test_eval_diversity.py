@@ -401,7 +401,8 @@ def test_cli_open_set_on_toy(toy_model_dir, tmp_path, cli):
             "sampling", "generator", "mlflow"} <= set(res)
     assert set(res["unique_at_n_by_category"]) == set(CATEGORIES)
     assert all(len(v) == 4 for v in res["cumulative_unique"].values())
-    assert res["sampling"] == {"n": 4, "temperature": 1.0, "top_p": 1.0, "top_k": 0, "max_new_tokens": 16, "seed": 1234}
+    assert res["sampling"] == {"n": 4, "temperature": 1.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0,
+                               "repetition_penalty": 1.0, "max_new_tokens": 16, "seed": 1234}
     assert res["generator"]["model"] == str(toy_model_dir)
     assert (d / "open-set.md").read_text().count("\n| ") == 11  # header + 10 categories
     assert (d / "open-set_cumulative_unique.png").read_bytes()[:8] == PNG_MAGIC

@@ -183,7 +183,7 @@ def test_failed_upload_in_the_merge_stage_leaves_nothing_and_registers_nothing(t
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from divtune import stages
+    from divtune import paths, stages
     from divtune.config import load_config
     from divtune.registry import tracking
 
@@ -203,7 +203,10 @@ def test_failed_upload_in_the_merge_stage_leaves_nothing_and_registers_nothing(t
         stages.merge(cfg.to_yaml(), key, str(toy_model_dir), str(adapter), str(tmp_path / "merged"))
     msg = str(ei.value)
     assert msg.startswith(f"cannot upload to s3://{bucket}/models/s3-half/{key}: access denied") and "\n" not in msg
-    assert (tmp_path / "merged" / "config.json").is_file()  # the merge itself succeeded; the upload did not
+    # the merge itself succeeded (built in the cache), the upload did not: neither the build nor the step's artifact
+    # (a pointer to the upload, written only after it) is left behind
+    assert not (tmp_path / "merged").exists()
+    assert not any((paths.home() / "tmp").glob("merged-*"))
     assert _keys(bucket) == []  # config.json etc. went up before the weights were refused, and were deleted
     assert tracking.find_stage_run("s3-half", key, "merge_lora").info.status == "FAILED"
     assert _registered_versions() == before

@@ -551,6 +551,8 @@ def run_benchmarks(model: str | None = None, endpoint: str | None = None, data: 
             make_lm = None
 
         gen_kwargs: dict[str, Any] = {"do_sample": temperature > 0, "temperature": temperature}
+        if hf_lm is not None:  # in process: nothing from the model's generation_config.json (1.05 penalty on Qwen2.5)
+            gen_kwargs.update(top_p=1.0, top_k=0, repetition_penalty=1.0)
         if max_gen_toks is not None:
             gen_kwargs["max_gen_toks"] = max_gen_toks
         per_run: list[dict[str, Any]] = []
