@@ -27,47 +27,35 @@ def model_dir_of(artifact_path: str | os.PathLike) -> Path:
     return p
 
 
+def _write(artifact_dir: str | os.PathLike, data: dict) -> Path:
+    from divtune.outputs import write_text
+
+    return write_text(Path(artifact_dir) / POINTER, json.dumps(data, indent=2, sort_keys=True))
+
+
 def write_pointer(artifact_dir: str | os.PathLike, model_dir: str | os.PathLike) -> Path:
     """Make ``artifact_dir`` (created) point at ``model_dir``; returns the pointer file."""
-    out = Path(artifact_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ptr = out / POINTER
-    tmp = ptr.with_name(f".{ptr.name}.tmp")
-    tmp.write_text(json.dumps({"path": str(Path(model_dir).resolve())}, indent=2, sort_keys=True))
-    os.replace(tmp, ptr)
-    return ptr
+    return _write(artifact_dir, {"path": str(Path(model_dir).resolve())})
 
 
 def write_remote_pointer(artifact_dir: str | os.PathLike, uri: str, endpoint_url: str | None = None) -> Path:
     """Make ``artifact_dir`` (created) name a model uploaded to object storage (``s3://``) instead of holding it:
     the KFP artifact store then carries a few bytes, not a second copy of the weights."""
-    out = Path(artifact_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ptr = out / POINTER
-    tmp = ptr.with_name(f".{ptr.name}.tmp")
-    tmp.write_text(json.dumps({"uri": uri, "endpoint_url": endpoint_url}, indent=2, sort_keys=True))
-    os.replace(tmp, ptr)
-    return ptr
+    return _write(artifact_dir, {"uri": uri, "endpoint_url": endpoint_url})
 
 
 def fetch_remote(uri: str, endpoint_url: str | None = None) -> Path:
     """The local copy of the model at ``uri`` (``s3://``), downloaded once into the model cache
-    (``$DIVTUNE_HOME/models/remote``; checksums verified, an incomplete download never used)."""
+    (``$DIVTUNE_HOME/models/remote``; checksums verified, built atomically: an incomplete download never used)."""
     import hashlib
-    import shutil
 
-    from divtune import paths, storage
+    from divtune import outputs, paths, storage
     from divtune.errors import DivtuneError
 
     if not uri.startswith("s3://"):
         raise DivtuneError(f"a model pointer names {uri!r}: only s3:// URIs are supported")
     dst = paths.model_cache() / "remote" / hashlib.sha256(uri.encode()).hexdigest()[:20]
-    if (dst / ".divtune-complete").is_file():
+    if (dst / outputs.MARKER).is_file():
         return dst
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    storage.download_dir(uri, tmp, endpoint_url=endpoint_url)
-    (tmp / ".divtune-complete").write_text(uri)
-    shutil.rmtree(dst, ignore_errors=True)
-    os.replace(tmp, dst)
-    return dst
+    return outputs.build_atomically(dst, lambda tmp: storage.download_dir(uri, tmp, endpoint_url=endpoint_url),
+                                    command="fetch-model")
