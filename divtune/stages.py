@@ -327,10 +327,6 @@ def promote(config_yaml: str, run_key: str, candidate_eval: str, base_eval: str,
     return summary
 
 
-#: The deploy step's outcomes (``status`` of :func:`deploy`).
-DEPLOY_STATUSES = ("applied", "rendered", "not-rendered")
-
-
 def deploy(config_yaml: str, run_key: str, decision_json: str, out_manifest: str) -> dict[str, Any]:
     """After a promotion (the DAG runs this only when promote's decision is ``promote``): the version promote
     registered, served.  Its KServe InferenceService is rendered from its registered source and written to
@@ -351,20 +347,21 @@ def deploy(config_yaml: str, run_key: str, decision_json: str, out_manifest: str
         raise DivtuneError(f"promotion summary {decision_json} is missing or malformed; run promote first") from None
     info: dict[str, Any] = {"model_uri": uri, "version": str(summary["version"]), "enabled": d.enabled,
                             "canary_percent": d.canary_percent}
+    from divtune.outputs import write_text
+
     out = Path(out_manifest)
-    out.parent.mkdir(parents=True, exist_ok=True)
     try:
         isvc = dep.render(uri, name=d.isvc_name, namespace=d.namespace, canary_percent=d.canary_percent)
     except DivtuneError as exc:
         if d.enabled:
             raise
         info.update(status="not-rendered", reason=str(exc))
-        out.write_text(f"# {uri}: not rendered: {exc}\n", encoding="utf-8")
+        write_text(out, f"# {uri}: not rendered: {exc}\n")
     else:
         meta = isvc["metadata"]
         info.update(inferenceservice=f"{meta['namespace']}/{meta['name']}",
                     storage_uri=isvc["spec"]["predictor"]["model"]["storageUri"])
-        out.write_text(yaml.safe_dump(isvc, sort_keys=False), encoding="utf-8")
+        write_text(out, yaml.safe_dump(isvc, sort_keys=False))
         if not d.enabled:
             info.update(status="rendered", reason="deploy.enabled is false")
         elif not dep.has_kube_credentials():

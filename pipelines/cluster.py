@@ -20,6 +20,13 @@ GPU_NODE_ROLES = ("train", "evaluate", "merge", "promote")
 RETRIED_ROLES = ("train", "evaluate")
 
 
+def cache_env(mount_path: str) -> dict[str, str]:
+    """The environment of a step that mounts the cache PVC at ``mount_path``."""
+    return {"DIVTUNE_HOME": mount_path,
+            "HF_HOME": f"{mount_path.rstrip('/')}/huggingface",  # hub downloads: cached, and pointers into them hold
+            "DIVTUNE_SHARED_HOME": "1"}  # every step sees $DIVTUNE_HOME
+
+
 def apply(task: dsl.PipelineTask, cluster: ClusterConfig | None, role: Role) -> dsl.PipelineTask:
     """The step's Kubernetes settings for ``role``: resources (requests and limits on every step), GPUs and
     placement, retries (GPU steps), a timeout, the cache volume, Secrets, env, image pull secrets."""
@@ -45,9 +52,8 @@ def apply(task: dsl.PipelineTask, cluster: ClusterConfig | None, role: Role) -> 
     kubernetes.set_timeout(task, c.step_timeout_s)
     if c.cache_pvc:
         kubernetes.mount_pvc(task, pvc_name=c.cache_pvc, mount_path=c.cache_mount_path)
-        task.set_env_variable("DIVTUNE_HOME", c.cache_mount_path)
-        task.set_env_variable("HF_HOME", f"{c.cache_mount_path.rstrip('/')}/huggingface")  # hub downloads: cached
-        task.set_env_variable("DIVTUNE_SHARED_HOME", "1")  # every step sees $DIVTUNE_HOME: pointers into it hold
+        for k, v in cache_env(c.cache_mount_path).items():
+            task.set_env_variable(k, v)
     for s in c.secrets:
         kubernetes.use_secret_as_env(task, secret_name=s.name, secret_key_to_env=dict(s.keys), optional=s.optional)
     for k, v in c.env.items():

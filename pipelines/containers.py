@@ -241,9 +241,10 @@ class CacheVolume:
         return ["cluster.cache_pvc=divtune-cache", f"cluster.cache_mount_path={self.mount_path}"]
 
     def step_env(self) -> dict[str, str]:
-        """As pipelines/cluster.py sets them where a cache PVC is mounted."""
-        return {"DIVTUNE_HOME": self.mount_path, "HF_HOME": f"{self.mount_path}/huggingface",
-                "DIVTUNE_SHARED_HOME": "1", "DIVTUNE_CACHE_VOLUME": self.mount_path}
+        """As pipelines/cluster.py sets them where a cache PVC is mounted, and the guard's name for the volume."""
+        from divtune_kfp.pipelines.cluster import cache_env
+
+        return {**cache_env(self.mount_path), "DIVTUNE_CACHE_VOLUME": self.mount_path}
 
     def checkpoints(self) -> list[Path]:
         """Complete checkpoints on the volume (trainer_state.json is written last)."""
@@ -333,15 +334,15 @@ def step_images(cluster=None) -> dict[str, str]:
 
 
 def run_in_containers(cfg, env: dict[str, str], *, run_key: str | None = None, pipeline_root: str | None = None,
-                      mounts: list | None = None, extra_hosts: dict[str, str] | None = None
-                      ) -> tuple[str, dict[str, str]]:
+                      mounts: list | None = None, extra_hosts: dict[str, str] | None = None,
+                      images: dict[str, str] | None = None) -> tuple[str, dict[str, str]]:
     """The whole DAG under DockerRunner; each step's container gets ``env`` and nothing of this machine but the
     artifact root and ``mounts``.  Returns the run key and each step's image."""
     from kfp import local
 
     from divtune_kfp.pipelines.local import run_local
 
-    images = step_images()
+    images = images or step_images()
     users = {image_user(i) for i in set(images.values())}
     if len(users) != 1:
         raise RuntimeError(f"the step images run as different users {sorted(users)}: one artifact root owner needed")
@@ -469,10 +470,11 @@ def main(argv: list[str] | None = None) -> int:
             cfg = load_config(args.preset, overrides=[*args.overrides, *s3.overrides(), *cache.overrides()])
             os.environ.update(server.client_env())  # this process reads the summary as the pipeline user
             env = {**server.step_env(), **s3.step_env(), **cache.step_env()}
-            kw = dict(mounts=cache.mounts(), extra_hosts={MLFLOW_HOST: "127.0.0.1", S3_HOST: "127.0.0.1"})
+            kw = dict(mounts=cache.mounts(), extra_hosts={MLFLOW_HOST: "127.0.0.1", S3_HOST: "127.0.0.1"},
+                      images=images)
             if args.kill_step:
                 killed_run(cfg, env, key, root, cache, args.kill_step, **kw)
-            key, images = run_in_containers(cfg, env, run_key=key, pipeline_root=root, **kw)
+            key, _ = run_in_containers(cfg, env, run_key=key, pipeline_root=root, **kw)
             print(_summary(cfg, key))
             print(format_step_images(images))
             if args.kill_step == "train":

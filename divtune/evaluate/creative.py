@@ -192,13 +192,13 @@ def evaluate_creative(generator: Generator, prompts: Sequence[CreativePrompt] | 
         "tsne": None,
     }
     if tsne and len(all_emb) >= 1 and len(owner) >= 2:
-        coords = tsne_coordinates(np.vstack(all_emb), seed=seed)
+        coords = tsne_coordinates(np.vstack(all_emb), seed=params.seed)  # the contract's seed, not the default
         if coords is not None:
             coords["prompt"] = owner
             result["tsne"] = coords
         # one t-SNE per prompt as well (Figure 6 is the haiku prompt alone)
         for k, row in zip(sorted(set(owner)), all_emb, strict=True):
-            per_prompt[k]["tsne"] = tsne_coordinates(row, seed=seed)
+            per_prompt[k]["tsne"] = tsne_coordinates(row, seed=params.seed)
     return result
 
 

@@ -242,7 +242,7 @@ def evaluate_novelty(generator: Generator, prompts: Sequence[NoveltyPrompt], *, 
             "distinct": distinct_k(classes),
             "utility": utility_k(classes, q, patience),
             "classes": classes,
-            "scores": [v if new else 0.0 for v, new in zip(q, novel, strict=True)],
+            "scores": list(q),  # 0 for every generation that opens no class
             "generations": outs,
         })
     return {

@@ -142,10 +142,9 @@ def run(request: SuiteRequest) -> tuple[dict[str, Any], str]:
         return _lists(r)
     from divtune.evaluate.generation import make_generator
 
-    from divtune.models.sampling import SamplingParams
+    from divtune.models.sampling import from_config
 
-    sampling = SamplingParams(temperature=r.temperature, top_p=r.top_p, top_k=r.top_k, min_p=r.min_p,
-                              repetition_penalty=r.repetition_penalty, max_new_tokens=r.max_new_tokens, seed=r.seed)
+    sampling = from_config(r)  # the request carries every field of the contract
     common = dict(samples=r.samples, temperature=r.temperature, max_new_tokens=r.max_new_tokens, seed=r.seed,
                   system_prompt=r.system_prompt, sampling=sampling)
     if r.suite == "open-set":
@@ -209,13 +208,12 @@ def _lists(r: SuiteRequest) -> tuple[dict[str, Any], str]:
     from divtune.data.lists import heldout_examples, load_user_lists
     from divtune.evaluate.generation import make_generator
     from divtune.evaluate.lists import evaluate_lists
-    from divtune.models.sampling import SamplingParams
+    from divtune.models.sampling import from_config
 
     examples = load_user_lists(r.lists, r.template_id) if r.lists else heldout_examples(r.template_id)
     gen = make_generator(r.model, r.endpoint, batch_size=r.batch_size, timeout=r.timeout, backend=r.backend,
                          server=r.server)
-    sampling = SamplingParams(temperature=r.temperature, top_p=r.top_p, top_k=r.top_k, min_p=r.min_p,
-                              repetition_penalty=r.repetition_penalty, max_new_tokens=r.max_new_tokens, seed=r.seed)
+    sampling = from_config(r)
     res = evaluate_lists(gen, examples, samples=r.samples, sampling=sampling, positional=r.positional,
                          system_prompt=r.system_prompt, few_shot=r.few_shot)
     return res, (f"jsd_mean {res['jsd_mean']:.4f}  invalid_rate {res['invalid_rate']:.4f}  "

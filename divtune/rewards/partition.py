@@ -163,12 +163,12 @@ def check_classifier_tokenizer(path: str | os.PathLike) -> None:
 
 
 def encode_pairs(tokenizer, pairs: Sequence[tuple[str, str]], max_length: int, *, padding: bool = True,
-                 return_tensors: str | None = None):
+                 return_tensors: str | None = None, special_ids: tuple[int, int] | None = None):
     """The classifier's input, in training (``divtune train-partitioner``) and in use alike, built as the
     reference builds it (``partition_reward_vllm_serve.py:58-69``): ``[CLS] s1 [SEP] s2 [SEP]`` with the
     tokenizer's own CLS / SEP (:func:`pair_special_ids`), each side tokenized without special tokens and cut to
     ``(max_length - 3) // 2`` tokens.  One sequence (no token type ids), right-padded when ``padding``."""
-    cls, sep = pair_special_ids(tokenizer)
+    cls, sep = special_ids or pair_special_ids(tokenizer)  # (a caller scoring many batches passes them once)
     half = (max_length - 3) // 2
     if half < 1:
         raise ConfigError(f"classifier max_length {max_length} leaves no room for the two texts (at least 5)")
@@ -200,7 +200,8 @@ class ClassifierPartitioner:
         self.tokenizer, self.model = load_sequence_classifier(path, "classifier")
         if self.model.config.num_labels < 2:
             raise DivtuneError(f"{path} has {self.model.config.num_labels} label(s); a similarity classifier needs 2")
-        pair_special_ids(self.tokenizer)  # a tokenizer that cannot build the input is refused before any scoring
+        # a tokenizer that cannot build the input is refused before any scoring
+        self.special_ids = pair_special_ids(self.tokenizer)
         self.model.eval().to(device or "cpu")
         self.batch_size = batch_size
         # never past the encoder's position table (a 512-position encoder asked for 4096 would fail mid-training)
@@ -219,7 +220,7 @@ class ClassifierPartitioner:
             for s in range(0, len(order), self.batch_size):
                 chunk = order[s : s + self.batch_size]
                 enc = encode_pairs(self.tokenizer, [pairs[k] for k in chunk], self.max_length,
-                                   return_tensors="pt").to(self.model.device)
+                                   return_tensors="pt", special_ids=self.special_ids).to(self.model.device)
                 probs = self.model(**enc).logits.float().softmax(-1)[:, -1].tolist()
                 for k, p in zip(chunk, probs):
                     out[k] = p

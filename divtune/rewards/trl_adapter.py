@@ -38,13 +38,7 @@ def torch_distributed_gather(rows: list[Row]) -> tuple[list[list[Row]], int]:
 
     Falls back to :func:`local_gather` when ``torch.distributed`` is not initialised.
     """
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return local_gather(rows)
-    out: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(out, rows)
-    return out, dist.get_rank()
+    return torch_distributed_share(rows)
 
 
 def torch_distributed_share(value: Any) -> tuple[list[Any], int]:

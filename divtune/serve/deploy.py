@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from divtune.errors import DivtuneError, one_line
+from divtune.errors import DivtuneError, one_line, short
 
 GROUP, VERSION, PLURAL, KIND = "serving.kserve.io", "v1beta1", "inferenceservices", "InferenceService"
 FIELD_MANAGER = "divtune-deploy"
@@ -33,10 +33,10 @@ _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 def check_names(name: str | None, namespace: str | None) -> None:
     """A name or namespace Kubernetes would refuse is one line here, before anything is rendered or applied."""
     if name is not None and not (len(name) <= 63 and _ISVC_NAME.match(name)):
-        raise DivtuneError(f"InferenceService name {name!r:.80} is not valid: lowercase letters, digits and '-', "
+        raise DivtuneError(f"InferenceService name {short(name)} is not valid: lowercase letters, digits and '-', "
                            "starting with a letter, at most 63 characters")
     if namespace is not None and not (len(namespace) <= 63 and _NAMESPACE.match(namespace)):
-        raise DivtuneError(f"namespace {namespace!r:.80} is not valid: lowercase letters, digits and '-', at most "
+        raise DivtuneError(f"namespace {short(namespace)} is not valid: lowercase letters, digits and '-', at most "
                            "63 characters")
 
 

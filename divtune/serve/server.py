@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from divtune.errors import DivtuneError
+from divtune.errors import DivtuneError, one_line
 
 
 def pick_backend(backend: str = "auto") -> str:
@@ -230,7 +230,7 @@ def _log_tail(log_file: Path | None) -> str:
     last = ""
     try:
         lines = [ln for ln in log_file.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
-        last = lines[-1].strip()[:200] if lines else ""
+        last = one_line(lines[-1], 200) if lines else ""
     except OSError:
         pass
     return f"; its log: {log_file}" + (f" (last line: {last})" if last else "")
